@@ -2,7 +2,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "kubectl-beam", version, about = "Run Beam YAML pipelines on the Flink and Spark operators")]
+#[command(
+    name = "kubectl-beam",
+    version,
+    about = "Run Beam YAML pipelines on the Flink and Spark operators"
+)]
 enum Cli {
     /// Print the plugin's version.
     Version,

@@ -1,0 +1,142 @@
+//! FlinkDeployment defaults and harness injection.
+
+use super::{Changes, harness};
+use crate::config::{FlinkConfig, HarnessConfig, Placement};
+use crate::harness::HarnessSpec;
+use crate::tree;
+use serde_json::Value;
+
+pub const MAIN_CONTAINER: &str = "flink-main-container";
+/// Without it the operator merges pod-template arrays by position, and a sidecar in the TaskManager template can
+/// be folded into whatever container stands at the same index of the top-level template.
+pub const MERGE_BY_NAME_KEY: &str = "kubernetes.operator.pod-template.merge-arrays-by-name";
+
+pub fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Changes) {
+    if let Some(spec) = tree::object_at(object, &["spec"]) {
+        if tree::set_if_unset(
+            spec,
+            "serviceAccount",
+            Value::from(config.service_account.clone()),
+        ) {
+            changes.note("spec.serviceAccount");
+        }
+    }
+    for (role, defaults) in [
+        ("jobManager", &config.job_manager),
+        ("taskManager", &config.task_manager),
+    ] {
+        let Some(resource) = tree::object_at(object, &["spec", role, "resource"]) else {
+            continue;
+        };
+        if tree::set_if_unset(resource, "cpu", Value::from(defaults.cpu)) {
+            changes.note(format!("spec.{role}.resource.cpu"));
+        }
+        if tree::set_if_unset(resource, "memory", Value::from(defaults.memory.clone())) {
+            changes.note(format!("spec.{role}.resource.memory"));
+        }
+    }
+    if !config.placement.is_empty() {
+        place_pods(
+            object,
+            &["spec", "podTemplate", "spec"],
+            &config.placement,
+            changes,
+        );
+    }
+}
+
+/// Merges tolerations, nodeSelector and priorityClassName into a pod spec, keeping what it has.
+pub fn place_pods(
+    object: &mut Value,
+    pod_spec_path: &[&str],
+    placement: &Placement,
+    changes: &mut Changes,
+) {
+    let Some(pod_spec) = tree::object_at(object, pod_spec_path) else {
+        return;
+    };
+    let path = pod_spec_path.join(".");
+    if !placement.tolerations.is_empty() {
+        let wanted: Vec<Value> = placement
+            .tolerations
+            .iter()
+            .filter_map(|toleration| serde_json::to_value(toleration).ok())
+            .collect();
+        if let Some(tolerations) = tree::array_in(pod_spec, "tolerations") {
+            if tree::append_missing(tolerations, &wanted) > 0 {
+                changes.note(format!("{path}.tolerations"));
+            }
+        }
+    }
+    if !placement.node_selector.is_empty() {
+        if let Some(selector) = tree::object_in(pod_spec, "nodeSelector") {
+            if tree::add_missing_entries(selector, &placement.node_selector) {
+                changes.note(format!("{path}.nodeSelector"));
+            }
+        }
+    }
+    if let Some(priority_class) = &placement.priority_class_name {
+        if tree::set_if_unset(
+            pod_spec,
+            "priorityClassName",
+            Value::from(priority_class.clone()),
+        ) {
+            changes.note(format!("{path}.priorityClassName"));
+        }
+    }
+}
+
+/// Puts the worker pool beside `flink-main-container` in every TaskManager pod, with a shared artifact volume.
+pub fn inject_harness(
+    object: &mut Value,
+    spec: &HarnessSpec,
+    config: &HarnessConfig,
+    changes: &mut Changes,
+) {
+    // Merge by name, unless the user decided otherwise (validation then explains why that breaks the harness).
+    let has_merge_key = tree::get(object, &["spec", "flinkConfiguration"])
+        .map(|configuration| {
+            tree::flatten_keys(configuration)
+                .iter()
+                .any(|(key, _)| key == MERGE_BY_NAME_KEY)
+        })
+        .unwrap_or(false);
+    if !has_merge_key {
+        if let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"]) {
+            configuration.insert(MERGE_BY_NAME_KEY.to_owned(), Value::from("true"));
+            changes.note(format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"));
+        }
+    }
+    let Some(pod_spec) = tree::object_at(object, &["spec", "taskManager", "podTemplate", "spec"])
+    else {
+        return;
+    };
+    let mut changed = false;
+    if let Some(volumes) = tree::array_in(pod_spec, "volumes") {
+        changed |= harness::ensure_volume(volumes, config);
+    }
+    let Some(containers) = tree::array_in(pod_spec, "containers") else {
+        return;
+    };
+    // The main container goes first: should positional merging be in force after all, index 0 meets the
+    // top-level template's main container rather than the sidecar.
+    if !containers
+        .iter()
+        .any(|container| container.get("name").and_then(Value::as_str) == Some(MAIN_CONTAINER))
+    {
+        containers.insert(0, serde_json::json!({"name": MAIN_CONTAINER}));
+        changed = true;
+    }
+    if let Some(main) = tree::named_entry(containers, MAIN_CONTAINER) {
+        changed |= harness::ensure_mount(main, config);
+    }
+    if let Some(sidecar) = tree::named_entry(containers, &config.container_name) {
+        changed |= harness::reconcile_container(sidecar, spec, config);
+    }
+    if changed {
+        changes.note(format!(
+            "spec.taskManager.podTemplate: harness {} ({})",
+            config.container_name, spec.image
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! SparkApplication defaults and harness injection (also applied to a ScheduledSparkApplication's `spec.template`).
+
+use super::{Changes, dotted, harness};
+use crate::config::{HarnessConfig, SparkConfig};
+use crate::harness::HarnessSpec;
+use crate::tree;
+use serde_json::Value;
+
+const ROLES: [&str; 2] = ["driver", "executor"];
+
+pub fn apply_defaults(
+    object: &mut Value,
+    spec_path: &[&str],
+    config: &SparkConfig,
+    changes: &mut Changes,
+) {
+    let Some(spec) = spec_value(object, spec_path) else {
+        return;
+    };
+    let field = |rest: &str| dotted(spec_path, rest);
+    for (role, defaults) in [("driver", &config.driver), ("executor", &config.executor)] {
+        let Some(role_spec) = tree::object_at(spec, &[role]) else {
+            continue;
+        };
+        if tree::set_if_unset(role_spec, "cores", Value::from(defaults.cores)) {
+            changes.note(field(&format!("{role}.cores")));
+        }
+        if tree::set_if_unset(role_spec, "memory", Value::from(defaults.memory.clone())) {
+            changes.note(field(&format!("{role}.memory")));
+        }
+    }
+    let dynamic_allocation =
+        tree::get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
+    if !dynamic_allocation {
+        if let Some(executor) = tree::object_at(spec, &["executor"]) {
+            if tree::set_if_unset(
+                executor,
+                "instances",
+                Value::from(config.executor_instances),
+            ) {
+                changes.note(field("executor.instances"));
+            }
+        }
+    }
+    if let Some(driver) = tree::object_at(spec, &["driver"]) {
+        if tree::set_if_unset(
+            driver,
+            "serviceAccount",
+            Value::from(config.service_account.clone()),
+        ) {
+            changes.note(field("driver.serviceAccount"));
+        }
+    }
+    place_pods(spec, spec_path, config, changes);
+    if let Some(queue) = &config.volcano_queue {
+        if let Some(spec_map) = spec.as_object_mut() {
+            if tree::set_if_unset(spec_map, "batchScheduler", Value::from("volcano")) {
+                changes.note(field("batchScheduler"));
+            }
+        }
+        if tree::get_str(spec, &["batchScheduler"]) == Some("volcano") {
+            if let Some(options) = tree::object_at(spec, &["batchSchedulerOptions"]) {
+                if tree::set_if_unset(options, "queue", Value::from(queue.clone())) {
+                    changes.note(field("batchSchedulerOptions.queue"));
+                }
+            }
+        }
+    }
+}
+
+/// The SparkApplication spec at `spec_path`, if it is an object (or absent, then created).
+fn spec_value<'a>(object: &'a mut Value, spec_path: &[&str]) -> Option<&'a mut Value> {
+    tree::object_at(object, spec_path)?;
+    spec_path
+        .iter()
+        .try_fold(object, |node, key| node.get_mut(*key))
+}
+
+fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, changes: &mut Changes) {
+    let placement = &config.placement;
+    let field = |rest: &str| dotted(spec_path, rest);
+    if !placement.tolerations.is_empty() {
+        let wanted: Vec<Value> = placement
+            .tolerations
+            .iter()
+            .filter_map(|toleration| serde_json::to_value(toleration).ok())
+            .collect();
+        for role in ROLES {
+            let Some(role_spec) = tree::object_at(spec, &[role]) else {
+                continue;
+            };
+            if let Some(tolerations) = tree::array_in(role_spec, "tolerations") {
+                if tree::append_missing(tolerations, &wanted) > 0 {
+                    changes.note(field(&format!("{role}.tolerations")));
+                }
+            }
+        }
+    }
+    if let Some(priority_class) = &placement.priority_class_name {
+        for role in ROLES {
+            let Some(role_spec) = tree::object_at(spec, &[role]) else {
+                continue;
+            };
+            if tree::set_if_unset(
+                role_spec,
+                "priorityClassName",
+                Value::from(priority_class.clone()),
+            ) {
+                changes.note(field(&format!("{role}.priorityClassName")));
+            }
+        }
+    }
+    if !placement.node_selector.is_empty() {
+        // The Spark operator refuses an app-level nodeSelector next to role-level ones, so defaults go wherever the
+        // object already keeps its selectors.
+        let role_level = ROLES.iter().any(|role| {
+            tree::get(spec, &[role, "nodeSelector"])
+                .and_then(Value::as_object)
+                .is_some_and(|selector| !selector.is_empty())
+        });
+        let targets: Vec<Vec<&str>> = if role_level {
+            ROLES
+                .iter()
+                .map(|role| vec![*role, "nodeSelector"])
+                .collect()
+        } else {
+            vec![vec!["nodeSelector"]]
+        };
+        for target in targets {
+            if let Some(selector) = tree::object_at(spec, &target) {
+                if tree::add_missing_entries(selector, &placement.node_selector) {
+                    changes.note(field(&target.join(".")));
+                }
+            }
+        }
+    }
+}
+
+/// Adds the worker pool as an executor sidecar, with the artifact volume shared with the executor container.
+pub fn inject_harness(
+    object: &mut Value,
+    spec_path: &[&str],
+    harness_spec: &HarnessSpec,
+    config: &HarnessConfig,
+    changes: &mut Changes,
+) {
+    let Some(spec) = spec_value(object, spec_path) else {
+        return;
+    };
+    let mut changed = false;
+    if let Some(spec_map) = spec.as_object_mut() {
+        if let Some(volumes) = tree::array_in(spec_map, "volumes") {
+            changed |= harness::ensure_volume(volumes, config);
+        }
+    }
+    let Some(executor) = tree::object_at(spec, &["executor"]) else {
+        return;
+    };
+    changed |= harness::ensure_mount(executor, config);
+    if let Some(sidecars) = tree::array_in(executor, "sidecars") {
+        if let Some(sidecar) = tree::named_entry(sidecars, &config.container_name) {
+            changed |= harness::reconcile_container(sidecar, harness_spec, config);
+        }
+    }
+    if changed {
+        changes.note(format!(
+            "{}: harness {} ({})",
+            dotted(spec_path, "executor.sidecars"),
+            config.container_name,
+            harness_spec.image
+        ));
+    }
+}

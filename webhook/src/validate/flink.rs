@@ -1,0 +1,315 @@
+//! FlinkDeployment and FlinkSessionJob rules, after the Flink operator's DefaultValidator.
+
+use super::{Subject, Violation};
+use crate::config::Config;
+use crate::harness::{self, FLINK_VERSION_PATTERN};
+use crate::mutate::MERGE_BY_NAME_KEY;
+use crate::tree::{self, flatten_keys, get, get_str};
+use crate::units;
+use regex::Regex;
+use serde_json::Value;
+use std::sync::LazyLock;
+
+/// The operator's name rule: the name becomes a Deployment, a Service and a Flink cluster id.
+static NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]([-a-z\d]{0,43}[a-z\d])?$").unwrap());
+
+const FORBIDDEN_KEYS: [&str; 3] = [
+    "kubernetes.namespace",
+    "kubernetes.cluster-id",
+    "high-availability.cluster-id",
+];
+const CHECKPOINT_DIR_KEYS: [&str; 2] = ["execution.checkpointing.dir", "state.checkpoints.dir"];
+const SAVEPOINT_DIR_KEYS: [&str; 2] = [
+    "execution.checkpointing.savepoint-dir",
+    "state.savepoints.dir",
+];
+
+pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violation>) {
+    let object = subject.object;
+    check_name(object, out);
+    match get(object, &["spec", "flinkVersion"]) {
+        None | Some(Value::Null) => out.push(Violation::new(
+            "flink-version",
+            "spec.flinkVersion",
+            format!(
+                "required: set one of {}",
+                config.flink.supported_versions.join(", ")
+            ),
+        )),
+        Some(Value::String(version)) if config.flink.supported_versions.contains(version) => {}
+        Some(other) => {
+            let shown = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_owned);
+            let hint = if FLINK_VERSION_PATTERN.is_match(&shown) {
+                "is not supported here"
+            } else {
+                "is not a flinkVersion"
+            };
+            out.push(Violation::new(
+                "flink-version",
+                "spec.flinkVersion",
+                format!(
+                    "`{shown}` {hint}: use one of {}",
+                    config.flink.supported_versions.join(", ")
+                ),
+            ));
+        }
+    }
+    if get_str(object, &["spec", "serviceAccount"]).is_none_or(str::is_empty) {
+        out.push(Violation::new(
+            "service-account",
+            "spec.serviceAccount",
+            "required: name the service account the Flink pods run as",
+        ));
+    }
+    for role in ["jobManager", "taskManager"] {
+        check_resource(object, role, out);
+        if let Some(replicas) = get(object, &["spec", role, "replicas"]) {
+            if replicas.as_i64().is_none_or(|count| count < 1) {
+                out.push(Violation::new(
+                    "flink-replicas",
+                    format!("spec.{role}.replicas"),
+                    format!("must be at least 1, got {replicas}"),
+                ));
+            }
+        }
+    }
+    let configuration = flink_configuration(object);
+    let setting = |key: &str| {
+        configuration
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| *value)
+    };
+    let job_manager_replicas =
+        get(object, &["spec", "jobManager", "replicas"]).and_then(Value::as_i64);
+    if job_manager_replicas.is_some_and(|count| count > 1) {
+        let high_availability = ["high-availability.type", "high-availability"]
+            .iter()
+            .filter_map(|key| setting(key).and_then(Value::as_str))
+            .any(|mode| !mode.eq_ignore_ascii_case("none"));
+        if !high_availability {
+            out.push(Violation::new(
+                "flink-ha",
+                "spec.jobManager.replicas",
+                "more than one JobManager needs high availability: set flinkConfiguration \
+                 high-availability.type (for example `kubernetes`) or use 1 replica",
+            ));
+        }
+    }
+    check_forbidden_keys(&configuration, out);
+    if let Some(job) = get(object, &["spec", "job"]).filter(|job| !job.is_null()) {
+        check_parallelism(job, out);
+        let upgrade_mode = job
+            .get("upgradeMode")
+            .and_then(Value::as_str)
+            .unwrap_or("stateless");
+        let has_any = |keys: &[&str]| {
+            keys.iter()
+                .any(|key| setting(key).is_some_and(|value| !value.is_null()))
+        };
+        if matches!(upgrade_mode, "last-state" | "savepoint") && !has_any(&CHECKPOINT_DIR_KEYS) {
+            out.push(Violation::new(
+                "flink-checkpoint-dir",
+                "spec.flinkConfiguration",
+                format!(
+                    "upgradeMode {upgrade_mode} needs a checkpoint directory: set {} or use upgradeMode stateless",
+                    CHECKPOINT_DIR_KEYS[0]
+                ),
+            ));
+        }
+        if upgrade_mode == "savepoint" && !has_any(&SAVEPOINT_DIR_KEYS) {
+            out.push(Violation::new(
+                "flink-savepoint-dir",
+                "spec.flinkConfiguration",
+                format!(
+                    "upgradeMode savepoint needs a savepoint directory: set {}",
+                    SAVEPOINT_DIR_KEYS[0]
+                ),
+            ));
+        }
+    }
+    if let Some(old) = subject.old_object {
+        check_transition(old, object, out);
+    }
+    if matches!(harness::harness_for(object, &config.harness), Ok(Some(_))) {
+        if let Some(value) = setting(MERGE_BY_NAME_KEY) {
+            let merged_by_name = value
+                .as_str()
+                .map_or(value.as_bool() == Some(true), |text| text == "true");
+            if !merged_by_name {
+                out.push(Violation::new(
+                    "harness-merge-by-name",
+                    format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"),
+                    "must be \"true\" for a Beam pipeline: merged by position, the worker-pool sidecar \
+                     can be folded into another container; remove the key or set it to \"true\"",
+                ));
+            }
+        }
+    }
+}
+
+pub fn session_job(subject: &Subject<'_>, out: &mut Vec<Violation>) {
+    let object = subject.object;
+    if get_str(object, &["spec", "deploymentName"]).is_none_or(str::is_empty) {
+        out.push(Violation::new(
+            "flink-session-job",
+            "spec.deploymentName",
+            "required: name the FlinkDeployment (session cluster) this job runs on",
+        ));
+    }
+    match get(object, &["spec", "job"]).filter(|job| !job.is_null()) {
+        None => out.push(Violation::new(
+            "flink-session-job",
+            "spec.job",
+            "required: a session job needs a job",
+        )),
+        Some(job) => {
+            if job
+                .get("jarURI")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                out.push(Violation::new(
+                    "flink-session-job",
+                    "spec.job.jarURI",
+                    "required: a session job must name its jar",
+                ));
+            }
+            check_parallelism(job, out);
+        }
+    }
+    check_forbidden_keys(&flink_configuration(object), out);
+    if let Some(old) = subject.old_object {
+        let old_target = get_str(old, &["spec", "deploymentName"]);
+        if old_target.is_some() && old_target != get_str(object, &["spec", "deploymentName"]) {
+            out.push(Violation::new(
+                "flink-immutable",
+                "spec.deploymentName",
+                "cannot move a session job to another cluster: delete it and create it there",
+            ));
+        }
+    }
+}
+
+fn flink_configuration(object: &Value) -> Vec<(String, &Value)> {
+    get(object, &["spec", "flinkConfiguration"])
+        .map(flatten_keys)
+        .unwrap_or_default()
+}
+
+fn check_name(object: &Value, out: &mut Vec<Violation>) {
+    if let Some(name) = get_str(object, &["metadata", "name"]) {
+        if !NAME.is_match(name) {
+            out.push(Violation::new(
+                "flink-name",
+                "metadata.name",
+                format!(
+                    "`{name}` is not a valid FlinkDeployment name: use at most 45 lowercase letters, digits and \
+                     '-', starting with a letter and ending with a letter or digit"
+                ),
+            ));
+        }
+    }
+}
+
+fn check_resource(object: &Value, role: &str, out: &mut Vec<Violation>) {
+    let field = format!("spec.{role}.resource");
+    match get(object, &["spec", role, "resource", "memory"]) {
+        None | Some(Value::Null) => out.push(Violation::new(
+            "flink-resources",
+            format!("{field}.memory"),
+            "required: set a memory size such as 2048m or 2Gi",
+        )),
+        Some(Value::String(memory)) => match units::flink_memory(memory) {
+            Ok(bytes) if bytes.0 > 0 => {}
+            Ok(_) => out.push(Violation::new(
+                "flink-resources",
+                format!("{field}.memory"),
+                "must be more than 0",
+            )),
+            Err(error) => out.push(Violation::new(
+                "flink-resources",
+                format!("{field}.memory"),
+                error.to_string(),
+            )),
+        },
+        Some(other) => out.push(Violation::new(
+            "flink-resources",
+            format!("{field}.memory"),
+            format!("must be a string such as \"2048m\", got {other}"),
+        )),
+    }
+    match get(object, &["spec", role, "resource", "cpu"]) {
+        None | Some(Value::Null) => out.push(Violation::new(
+            "flink-resources",
+            format!("{field}.cpu"),
+            "required: set the cores as a number, such as 1 or 0.5",
+        )),
+        Some(cpu) if cpu.as_f64().is_some_and(|cores| cores > 0.0) => {}
+        Some(cpu) => out.push(Violation::new(
+            "flink-resources",
+            format!("{field}.cpu"),
+            format!("must be a positive number of cores, got {cpu}"),
+        )),
+    }
+}
+
+fn check_parallelism(job: &Value, out: &mut Vec<Violation>) {
+    if let Some(parallelism) = job.get("parallelism").filter(|value| !value.is_null()) {
+        if parallelism.as_i64().is_none_or(|count| count < 1) {
+            out.push(Violation::new(
+                "flink-parallelism",
+                "spec.job.parallelism",
+                format!("must be at least 1, got {parallelism}"),
+            ));
+        }
+    }
+}
+
+fn check_forbidden_keys(configuration: &[(String, &Value)], out: &mut Vec<Violation>) {
+    for (key, _) in configuration {
+        if FORBIDDEN_KEYS.contains(&key.as_str()) {
+            out.push(Violation::new(
+                "flink-forbidden-config",
+                format!("spec.flinkConfiguration.{key}"),
+                "is set by the operator from the object's namespace and name: remove it",
+            ));
+        }
+    }
+}
+
+/// The operator cannot turn a session cluster into an application cluster (or back), nor change the deployment mode.
+fn check_transition(old: &Value, new: &Value, out: &mut Vec<Violation>) {
+    let has_job = |object: &Value| !tree::is_unset(object, &["spec", "job"]);
+    if has_job(old) != has_job(new) {
+        let (from, to) = if has_job(old) {
+            ("an application", "a session")
+        } else {
+            ("a session", "an application")
+        };
+        out.push(Violation::new(
+            "flink-immutable",
+            "spec.job",
+            format!("cannot turn {from} cluster into {to} cluster: delete the FlinkDeployment and create it anew"),
+        ));
+    }
+    let mode = |object: &Value| {
+        get_str(object, &["spec", "mode"])
+            .unwrap_or("native")
+            .to_owned()
+    };
+    if mode(old) != mode(new) {
+        out.push(Violation::new(
+            "flink-immutable",
+            "spec.mode",
+            format!(
+                "cannot change mode from {} to {} after deployment: delete and recreate",
+                mode(old),
+                mode(new)
+            ),
+        ));
+    }
+}

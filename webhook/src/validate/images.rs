@@ -1,0 +1,213 @@
+//! Image rules for every runner: the registry allowlist and harness images that contradict the pipeline.
+
+use super::{Subject, Violation, field};
+use crate::config::Config;
+use crate::harness::{self, ANNOTATION_IMAGE, HarnessSpec};
+use crate::kinds::Runner;
+use crate::tree::get;
+use serde_json::Value;
+
+pub fn check(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violation>) {
+    let images = images_of(subject);
+    let allowed = &config.validation.allowed_registries;
+    if !allowed.is_empty() {
+        for (path, image) in &images {
+            if !allowed.iter().any(|entry| registry_allows(entry, image)) {
+                out.push(Violation::new(
+                    "image-registry",
+                    path.clone(),
+                    format!(
+                        "`{image}` is not from an allowed registry: use one of {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    match harness::harness_for(subject.object, &config.harness) {
+        Ok(None) => {}
+        Err(problems) => out.extend(problems.into_iter().map(|problem| {
+            Violation::new(
+                "beam-annotations",
+                format!("metadata.annotations[{}]", problem.annotation),
+                problem.message,
+            )
+        })),
+        Ok(Some(spec)) => {
+            let mut checked: Vec<(String, &str)> = images
+                .iter()
+                .map(|(path, image)| (path.clone(), image.as_str()))
+                .collect();
+            if spec.image_from_annotation {
+                checked.push((
+                    format!("metadata.annotations[{ANNOTATION_IMAGE}]"),
+                    spec.image.as_str(),
+                ));
+            }
+            for (path, image) in checked {
+                if let Some(message) = contradiction(&spec, subject.object, image) {
+                    out.push(Violation::new("harness-version", path, message));
+                }
+            }
+        }
+    }
+}
+
+/// A Beam SDK image whose Python minor or Beam version is not the pipeline's.
+fn contradiction(spec: &HarnessSpec, object: &Value, image: &str) -> Option<String> {
+    let (python, tag) = harness::parse_python_sdk_image(image)?;
+    let (want_python, want_beam) = declared_versions(spec, object)?;
+    let mut problems = Vec::new();
+    if python != want_python {
+        problems.push(format!(
+            "Python {python} but the pipeline runs Python {want_python}"
+        ));
+    }
+    if let (Some(tag), Some(want_beam)) = (&tag, &want_beam) {
+        if tag != want_beam {
+            problems.push(format!("Beam {tag} but the pipeline runs Beam {want_beam}"));
+        }
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "harness image `{image}` is for {}: the worker pool must match the launcher exactly; use \
+             apache/beam_python{want_python}_sdk:{} or fix the beamstack.dev/ annotations",
+            problems.join(" and "),
+            want_beam.as_deref().unwrap_or("<beam version>")
+        )
+    })
+}
+
+/// The Python minor and Beam version the pipeline declares. With only an image annotation, the image's own tag is
+/// the declaration (a custom image that is not a Beam SDK image declares nothing we can check).
+fn declared_versions(spec: &HarnessSpec, object: &Value) -> Option<(String, Option<String>)> {
+    let annotated = |key: &str| get(object, &["metadata", "annotations", key]).is_some();
+    let versions_annotated = annotated(harness::ANNOTATION_PYTHON_VERSION)
+        || annotated(harness::ANNOTATION_BEAM_VERSION);
+    if spec.image_from_annotation && !versions_annotated {
+        return harness::parse_python_sdk_image(&spec.image);
+    }
+    Some((spec.python_version.clone(), Some(spec.beam_version.clone())))
+}
+
+/// Every image an object names, with its field path.
+fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
+    let object = subject.object;
+    let mut found = Vec::new();
+    let mut add = |path: String, value: Option<&Value>| {
+        if let Some(image) = value.and_then(Value::as_str) {
+            found.push((path, image.to_owned()));
+        }
+    };
+    let containers_of = |pod_spec_path: &[&str],
+                         key: &str,
+                         add: &mut dyn FnMut(String, Option<&Value>)| {
+        if let Some(list) = get(object, &[pod_spec_path, &[key]].concat()).and_then(Value::as_array)
+        {
+            for (index, container) in list.iter().enumerate() {
+                add(
+                    field(pod_spec_path, &format!("{key}[{index}].image")),
+                    container.get("image"),
+                );
+            }
+        }
+    };
+    match subject.kind.runner() {
+        Runner::Flink => {
+            add("spec.image".into(), get(object, &["spec", "image"]));
+            for template in [
+                &["spec", "podTemplate", "spec"][..],
+                &["spec", "jobManager", "podTemplate", "spec"],
+                &["spec", "taskManager", "podTemplate", "spec"],
+            ] {
+                containers_of(template, "initContainers", &mut add);
+                containers_of(template, "containers", &mut add);
+            }
+        }
+        Runner::Spark => {
+            let spec = subject.kind.spec_path();
+            add(
+                field(spec, "image"),
+                get(object, &[spec, &["image"]].concat()),
+            );
+            for role in ["driver", "executor"] {
+                let role_path = [spec, &[role]].concat();
+                add(
+                    field(&role_path, "image"),
+                    get(object, &[&role_path[..], &["image"]].concat()),
+                );
+                containers_of(&role_path, "initContainers", &mut add);
+                containers_of(&role_path, "sidecars", &mut add);
+            }
+        }
+    }
+    found
+}
+
+/// `registry/path` with Docker's implicit defaults spelled out: `flink:1.20` is `docker.io/library/flink:1.20`.
+pub fn normalize_image(image: &str) -> String {
+    let image = image.trim();
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            let (registry, rest) = image.split_once('/').unwrap_or((image, ""));
+            let registry = if registry == "index.docker.io" {
+                "docker.io"
+            } else {
+                registry
+            };
+            format!("{registry}/{rest}")
+        }
+        Some(_) => format!("docker.io/{image}"),
+        None => format!("docker.io/library/{image}"),
+    }
+}
+
+/// An entry is a registry (`ghcr.io`) or a repository prefix (`docker.io/apache`); it matches whole path segments.
+fn registry_allows(entry: &str, image: &str) -> bool {
+    let entry = entry.trim().trim_end_matches('/');
+    let entry = if entry.contains('/')
+        || entry.contains('.')
+        || entry.contains(':')
+        || entry == "localhost"
+    {
+        entry.to_owned()
+    } else {
+        format!("docker.io/{entry}")
+    };
+    let normalized = normalize_image(image);
+    normalized.starts_with(&format!("{entry}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_normalize_like_docker() {
+        assert_eq!(
+            normalize_image("flink:1.20"),
+            "docker.io/library/flink:1.20"
+        );
+        assert_eq!(
+            normalize_image("apache/beam_python3.11_sdk:2.77.0"),
+            "docker.io/apache/beam_python3.11_sdk:2.77.0"
+        );
+        assert_eq!(normalize_image("ghcr.io/acme/job:1"), "ghcr.io/acme/job:1");
+        assert_eq!(normalize_image("localhost/x"), "localhost/x");
+        assert_eq!(normalize_image("registry:5000/x"), "registry:5000/x");
+    }
+
+    #[test]
+    fn allowlist_matches_whole_segments() {
+        assert!(registry_allows("docker.io", "flink:1.20"));
+        assert!(registry_allows(
+            "docker.io/apache",
+            "apache/beam_python3.11_sdk:2.77.0"
+        ));
+        assert!(!registry_allows("docker.io/apache", "apachex/evil:1"));
+        assert!(registry_allows("ghcr.io/acme", "ghcr.io/acme/job:1"));
+        assert!(!registry_allows("ghcr.io/acme", "ghcr.io/acmeevil/job:1"));
+        assert!(!registry_allows("ghcr.io", "ghcr.io.evil.com/job:1"));
+        assert!(registry_allows("registry:5000", "registry:5000/x"));
+    }
+}
