@@ -12,12 +12,16 @@
 //! - `config`: the webhook's configuration file.
 
 pub mod admission;
+pub mod certs;
 
 pub mod config;
 pub mod harness;
 pub mod kinds;
+pub mod metrics;
 
 pub mod mutate;
+pub mod server;
+pub mod telemetry;
 
 pub mod tree;
 pub mod units;

@@ -1,1 +1,256 @@
-fn main() {}
+//! `beam-webhook`: the Beamstack admission webhook server, plus the small tools that go with it.
+
+use beamstack::admission::{Admission, Endpoint};
+use beamstack::certs::{self, ServingCertRequest};
+use beamstack::config::Config;
+use beamstack::server::{ServeOptions, Server};
+use beamstack::telemetry::{self, LogFormat};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "beam-webhook",
+    version,
+    about = "Admission webhook for Beam pipelines on the Flink and Spark Kubernetes operators",
+    long_about = "Mutating and validating admission webhook for FlinkDeployment, FlinkSessionJob, SparkApplication \
+                  and ScheduledSparkApplication: fills in defaults (resources, service account, tolerations, node \
+                  placement, Volcano queue), injects the Beam SDK harness (worker pool) into annotated pipelines, and \
+                  refuses invalid objects with every problem listed. Without a subcommand it serves.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Every flag can also be set through the environment variable shown with it.\n\
+                  Examples:\n  beam-webhook --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --log-format text\n  \
+                  beam-webhook certs --out certs/dev --service beam-webhook --namespace beamstack --name localhost --name 127.0.0.1\n  \
+                  beam-webhook review --endpoint mutate tests/fixtures/reviews/flink-create.json"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve admission reviews over HTTPS (the default).
+    Serve(ServeArgs),
+    /// Generate a CA and a serving certificate for the webhook's Service (dev setups, tests, self-managed mode).
+    Certs(CertArgs),
+    /// Answer one AdmissionReview read from a file (or - for stdin) and print the answer, without a server.
+    Review(ReviewArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address of the HTTPS admission endpoints (/mutate, /validate).
+    #[arg(long, env = "BEAM_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
+    listen: SocketAddr,
+    /// PEM certificate chain served on the admission port; re-read when it changes.
+    #[arg(
+        long,
+        env = "BEAM_WEBHOOK_TLS_CERT",
+        default_value = "/etc/beamstack/tls/tls.crt"
+    )]
+    tls_cert: PathBuf,
+    /// PEM private key of that certificate.
+    #[arg(
+        long,
+        env = "BEAM_WEBHOOK_TLS_KEY",
+        default_value = "/etc/beamstack/tls/tls.key"
+    )]
+    tls_key: PathBuf,
+    /// PEM CA bundle: when given, clients (the API server) must present a certificate signed by it.
+    #[arg(long, env = "BEAM_WEBHOOK_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// How often the certificate files are checked for a change (they are polled, so Secret symlink swaps are seen).
+    #[arg(long, env = "BEAM_WEBHOOK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    tls_reload_interval: Duration,
+    /// Address of the plain-HTTP admin endpoints (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "BEAM_WEBHOOK_ADMIN_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    admin_listen: SocketAddr,
+    /// YAML configuration of defaults, harness and validation (see README); built-in defaults when absent.
+    #[arg(long, env = "BEAM_WEBHOOK_CONFIG")]
+    config: Option<PathBuf>,
+    /// After SIGTERM, how long in-flight requests may take before connections are closed.
+    #[arg(long, env = "BEAM_WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Log format: one JSON object per line, or text for a terminal.
+    #[arg(
+        long,
+        env = "BEAM_WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax, such as `info` or `beamstack=debug,info`.
+    #[arg(long, env = "BEAM_WEBHOOK_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Args)]
+struct CertArgs {
+    /// Folder to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "beam-webhook")]
+    service: String,
+    /// Namespace of that Service.
+    #[arg(long, default_value = "beamstack")]
+    namespace: String,
+    /// More DNS names or IP addresses for the certificate (repeatable), such as localhost or 127.0.0.1.
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// Validity of the serving certificate in days (the CA lives ten times as long).
+    #[arg(long, default_value_t = 365)]
+    days: i64,
+}
+
+#[derive(Args)]
+struct ReviewArgs {
+    /// Which endpoint answers.
+    #[arg(long, value_enum, default_value = "mutate")]
+    endpoint: EndpointArg,
+    /// The webhook configuration to use; built-in defaults when absent.
+    #[arg(long, env = "BEAM_WEBHOOK_CONFIG")]
+    config: Option<PathBuf>,
+    /// AdmissionReview JSON file, or - for standard input.
+    file: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EndpointArg {
+    Mutate,
+    Validate,
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::from_file(path).map_err(|error| error.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Certs(args)) => generate_certs(args),
+        Some(Command::Review(args)) => review(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("beam-webhook: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    telemetry::init(args.log_format, &args.log_level)?;
+    let config = load_config(args.config.as_ref())?;
+    let options = ServeOptions {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        client_ca: args.client_ca,
+        reload_interval: args.tls_reload_interval,
+        drain_timeout: args.drain_timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(async {
+        let server = Server::start(&options, Admission::new(config))
+            .await
+            .map_err(|error| error.to_string())?;
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: draining");
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn generate_certs(args: CertArgs) -> Result<(), String> {
+    if args.days < 1 {
+        return Err("--days must be at least 1".into());
+    }
+    let request = ServingCertRequest {
+        service: args.service,
+        namespace: args.namespace,
+        extra_names: args.names,
+        valid_for: time::Duration::days(args.days),
+    };
+    let bundle = certs::generate(&request).map_err(|error| error.to_string())?;
+    bundle
+        .write_to(&args.out)
+        .map_err(|error| error.to_string())?;
+    println!(
+        "wrote {}/{{ca.crt,ca.key,tls.crt,tls.key}} for {}",
+        args.out.display(),
+        request.names().join(", ")
+    );
+    Ok(())
+}
+
+fn review(args: ReviewArgs) -> Result<(), String> {
+    let config = load_config(args.config.as_ref())?;
+    let body = if args.file.as_os_str() == "-" {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)
+            .map_err(|error| error.to_string())?;
+        buffer
+    } else {
+        std::fs::read(&args.file).map_err(|error| format!("{}: {error}", args.file.display()))?
+    };
+    let endpoint = match args.endpoint {
+        EndpointArg::Mutate => Endpoint::Mutate,
+        EndpointArg::Validate => Endpoint::Validate,
+    };
+    let outcome = Admission::new(config)
+        .review(endpoint, &body)
+        .map_err(|error| error.to_string())?;
+    let mut answer = serde_json::to_value(&outcome.review).map_err(|error| error.to_string())?;
+    if let Some(patch) = outcome.review.decoded_patch() {
+        // Shown decoded beside the base64 the API server reads, so a person can see what would change.
+        answer["decodedPatch"] = serde_json::to_value(patch).map_err(|error| error.to_string())?;
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer).map_err(|error| error.to_string())?
+    );
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics of the webhook, served as text on the admin port's `/metrics`.
+
+use crate::admission::{Endpoint, Record};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    endpoint: &'static str,
+    kind: String,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Latency buckets from 50 µs: the webhook answers in microseconds, and the API server's timeout is seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    admissions: Family<AdmissionLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram>,
+    patches: Family<KindLabels, Counter>,
+    denials: Family<RuleLabels, Counter>,
+    bad_requests: Family<ReasonLabels, Counter>,
+    certificate_reloads: Family<ResultLabels, Counter>,
+    tls_handshake_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("beamstack_webhook");
+        let admissions = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Admission reviews answered, by endpoint, kind, operation and outcome (allowed, patched, denied)",
+            admissions.clone(),
+        );
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BUCKETS.iter().copied())
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review, from body received to answer encoded",
+            latency.clone(),
+        );
+        let patches = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "patches",
+            "Mutations that returned a non-empty patch, by kind",
+            patches.clone(),
+        );
+        let denials = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "denials",
+            "Violations in denied admissions, by rule",
+            denials.clone(),
+        );
+        let bad_requests = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "bad_requests",
+            "Requests answered with an HTTP error instead of an admission review, by reason",
+            bad_requests.clone(),
+        );
+        let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads, by result (loaded, rejected)",
+            certificate_reloads.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Connections dropped during the TLS handshake (plain HTTP, unknown CA, no client certificate)",
+            tls_handshake_failures.clone(),
+        );
+        Self {
+            registry,
+            admissions,
+            latency,
+            patches,
+            denials,
+            bad_requests,
+            certificate_reloads,
+            tls_handshake_failures,
+        }
+    }
+
+    pub fn record_admission(&self, endpoint: Endpoint, record: &Record, elapsed: Duration) {
+        let kind = if record.ours {
+            record.kind.clone()
+        } else {
+            "other".to_owned()
+        };
+        self.admissions
+            .get_or_create(&AdmissionLabels {
+                endpoint: endpoint.as_str(),
+                kind: kind.clone(),
+                operation: record.operation,
+                outcome: record.outcome(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if record.patched {
+            self.patches.get_or_create(&KindLabels { kind }).inc();
+        }
+        for rule in &record.denied_by {
+            self.denials.get_or_create(&RuleLabels { rule }).inc();
+        }
+    }
+
+    pub fn record_bad_request(&self, reason: &'static str) {
+        self.bad_requests
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn record_certificate_reload(&self, loaded: bool) {
+        let result = if loaded { "loaded" } else { "rejected" };
+        self.certificate_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn record_handshake_failure(&self) {
+        self.tls_handshake_failures.inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,307 @@
+//! The HTTP side: HTTPS admission endpoints, a plain-HTTP admin port, reload and graceful shutdown.
+//!
+//! `admission_router` and `admin_router` are plain axum routers, so tests drive them without sockets; `Server`
+//! binds them to ports: admission behind TLS (`listener`), admin in the clear (probes and metrics only).
+
+mod listener;
+pub mod tls;
+
+use crate::admission::{Admission, Endpoint};
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tls::CertificateStore;
+
+/// The API server refuses requests over 3 MiB; an AdmissionReview larger than that did not come from it.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub admission: Admission,
+    pub metrics: Arc<Metrics>,
+    /// False until the listeners are up, and again once shutdown has begun (so the Service stops routing to us).
+    pub ready: AtomicBool,
+    pub certificates: Option<Arc<CertificateStore>>,
+}
+
+impl AppState {
+    pub fn new(admission: Admission) -> Arc<Self> {
+        Arc::new(Self {
+            admission,
+            metrics: Arc::new(Metrics::new()),
+            ready: AtomicBool::new(true),
+            certificates: None,
+        })
+    }
+}
+
+fn error_response(status: StatusCode, reason: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": reason, "message": message})),
+    )
+        .into_response()
+}
+
+/// `POST /mutate` and `POST /validate`. Anything else gets a JSON 404 or 405.
+pub fn admission_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint: use POST /mutate or POST /validate",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "admission endpoints take POST with an AdmissionReview body",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn mutate(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(&state, Endpoint::Mutate, body)
+}
+
+async fn validate(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(&state, Endpoint::Validate, body)
+}
+
+fn handle(state: &AppState, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let (reason, message) = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                (
+                    "too-large",
+                    format!(
+                        "request body is over {MAX_BODY_BYTES} bytes, the API server's limit; nothing was reviewed"
+                    ),
+                )
+            } else {
+                (
+                    "unreadable-body",
+                    format!("could not read the request body: {}", rejection.body_text()),
+                )
+            };
+            state.metrics.record_bad_request(reason);
+            tracing::warn!(
+                endpoint = endpoint.as_str(),
+                reason,
+                "admission request refused"
+            );
+            return error_response(status, reason, &message);
+        }
+    };
+    match state.admission.review(endpoint, &body) {
+        Ok(outcome) => {
+            let elapsed = started.elapsed();
+            state
+                .metrics
+                .record_admission(endpoint, &outcome.record, elapsed);
+            let record = &outcome.record;
+            tracing::info!(
+                endpoint = endpoint.as_str(),
+                uid = %record.uid,
+                kind = %record.kind,
+                namespace = %record.namespace,
+                name = %record.name,
+                operation = record.operation,
+                allowed = record.allowed,
+                patched = record.patched,
+                denied_by = ?record.denied_by,
+                duration_us = elapsed.as_micros() as u64,
+                "admission"
+            );
+            axum::Json(outcome.review).into_response()
+        }
+        Err(bad) => {
+            state.metrics.record_bad_request(bad.reason);
+            tracing::warn!(endpoint = endpoint.as_str(), reason = bad.reason, message = %bad.message, "bad admission request");
+            error_response(StatusCode::BAD_REQUEST, bad.reason, &bad.message)
+        }
+    }
+}
+
+/// `/healthz` (the process answers), `/readyz` (serving with a certificate), `/metrics` (Prometheus text).
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.ready.load(Ordering::SeqCst);
+    let certificate = state.certificates.as_ref().map(|store| {
+        let key = store.current();
+        key.end_entity_cert().map(|cert| cert.len()).unwrap_or(0) > 0
+    });
+    let status = if ready && certificate != Some(false) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": status == StatusCode::OK,
+        "checks": {
+            "serving": if ready { "ok" } else { "shutting down or not started" },
+            "certificate": match certificate { Some(true) => "loaded", Some(false) => "missing", None => "not used" },
+            "config": "loaded",
+        },
+        "version": crate::VERSION,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub reload_interval: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server: its bound addresses, and a way to stop it and wait for the drain.
+pub struct Server {
+    pub admission_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds both ports and starts serving; returns once the listeners are up.
+    pub async fn start(options: &ServeOptions, admission: Admission) -> Result<Self, ServeError> {
+        let store = CertificateStore::load(&options.tls_cert, &options.tls_key)?;
+        let tls_config = tls::server_config(Arc::clone(&store), options.client_ca.as_deref())?;
+        let state = Arc::new(AppState {
+            admission,
+            metrics: Arc::new(Metrics::new()),
+            ready: AtomicBool::new(false),
+            certificates: Some(Arc::clone(&store)),
+        });
+        let bind = |address: SocketAddr| async move {
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::Bind { address, source })
+        };
+        let admission_listener = bind(options.listen).await?;
+        let admin_listener = bind(options.admin_listen).await?;
+        let admission_address =
+            admission_listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind {
+                    address: options.listen,
+                    source,
+                })?;
+        let admin_address = admin_listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind {
+                address: options.admin_listen,
+                source,
+            })?;
+        let (shutdown, shutdown_signal) = tokio::sync::watch::channel(false);
+        let reloader = store.watch(options.reload_interval, Arc::clone(&state.metrics));
+        let admission_task = tokio::spawn(listener::serve_tls(
+            admission_listener,
+            tokio_rustls::TlsAcceptor::from(tls_config),
+            admission_router(Arc::clone(&state)),
+            Arc::clone(&state.metrics),
+            shutdown_signal.clone(),
+            options.drain_timeout,
+        ));
+        let mut admin_shutdown = shutdown_signal;
+        let admin_router = admin_router(Arc::clone(&state));
+        let admin_task = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = admin_shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(admin_listener, admin_router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "admin server failed");
+            }
+        });
+        state.ready.store(true, Ordering::SeqCst);
+        tracing::info!(%admission_address, %admin_address, version = crate::VERSION, "beam-webhook serving");
+        Ok(Self {
+            admission_address,
+            admin_address,
+            state,
+            shutdown,
+            tasks: vec![admission_task, admin_task, reloader],
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), then returns.
+    pub async fn shutdown(self) {
+        self.state.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let mut tasks = self.tasks.into_iter();
+        // The admission and admin servers drain; the reloader loops forever and is simply stopped.
+        for task in tasks.by_ref().take(2) {
+            let _ = task.await;
+        }
+        for task in tasks {
+            task.abort();
+        }
+        tracing::info!("beam-webhook stopped");
+    }
+}
