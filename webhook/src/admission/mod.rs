@@ -238,12 +238,33 @@ impl Admission {
 }
 
 fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
+    // The error path parses a second time to tell malformed JSON from JSON of the wrong shape: serde_json calls
+    // some type errors (a number where an enum is expected) syntax errors.
+    let syntax_error = || serde_json::from_slice::<serde::de::IgnoredAny>(body).err();
+    // serde would read a struct from a JSON array too; an AdmissionReview is an object.
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(match syntax_error() {
+            None => BadRequest::new(
+                "not-admission-review",
+                "request body must be a JSON object: an AdmissionReview",
+            ),
+            Some(error) => BadRequest::new(
+                "malformed-json",
+                format!("request body is not valid JSON: {error}"),
+            ),
+        });
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let review: AdmissionReviewRequest =
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let path = error.path().to_string();
+            let path = shorten(&error.path().to_string());
             let inner = error.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
+            if inner.to_string().starts_with("recursion limit exceeded") {
+                BadRequest::new(
+                    "too-deep",
+                    format!("request body is nested too deeply (over 128 levels) at `{path}`"),
+                )
+            } else if syntax_error().is_some() {
                 BadRequest::new(
                     "malformed-json",
                     format!("request body is not valid JSON: {inner}"),
@@ -295,6 +316,19 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
         ));
     }
     Ok(request)
+}
+
+/// Keeps error messages small when a hostile body has a path thousands of segments long.
+fn shorten(path: &str) -> String {
+    const LIMIT: usize = 200;
+    if path.len() <= LIMIT {
+        return path.to_owned();
+    }
+    let cut = (0..=LIMIT)
+        .rev()
+        .find(|&index| path.is_char_boundary(index))
+        .unwrap_or(0);
+    format!("{}…", &path[..cut])
 }
 
 fn operation_name(operation: &Operation) -> &'static str {
