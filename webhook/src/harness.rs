@@ -104,13 +104,13 @@ pub fn harness_for(
         });
     }
     let explicit_image = annotation(ANNOTATION_IMAGE);
-    if let Some(image) = explicit_image {
-        if image.trim().is_empty() || image.contains(char::is_whitespace) {
-            problems.push(AnnotationProblem {
-                annotation: ANNOTATION_IMAGE,
-                message: format!("`{image}` is not an image reference"),
-            });
-        }
+    if let Some(image) = explicit_image
+        && (image.trim().is_empty() || image.contains(char::is_whitespace))
+    {
+        problems.push(AnnotationProblem {
+            annotation: ANNOTATION_IMAGE,
+            message: format!("`{image}` is not an image reference"),
+        });
     }
     if !problems.is_empty() {
         return Err(problems);

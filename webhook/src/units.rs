@@ -53,7 +53,7 @@ impl fmt::Display for Bytes {
             ("Ki", 1 << 10),
         ];
         for (suffix, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{suffix}", self.0 / size);
             }
         }
@@ -63,7 +63,7 @@ impl fmt::Display for Bytes {
 
 impl fmt::Display for Millicores {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)

@@ -319,6 +319,9 @@ fn nested(depth: usize) -> Vec<u8> {
     format!("{}{}{}", &review[..at], deep, &review[end..]).into_bytes()
 }
 
+/// (case, method, path, body, HTTP status, the answer's `error`, or the start of a denial's message)
+type BadInput = (&'static str, &'static str, &'static str, Vec<u8>, u16, &'static str);
+
 #[tokio::test]
 async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,7 +339,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
     };
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
     // (case, method, path, body, status, the answer's `error` or a fragment of it)
-    let table: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    let table: Vec<BadInput> = vec![
         (
             "truncated JSON",
             "POST",

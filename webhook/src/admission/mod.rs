@@ -145,10 +145,10 @@ impl Admission {
                 format!("must be a JSON object, got {}", type_name(object)),
             ),
             Some(object) => {
-                if record.name.is_empty() {
-                    if let Some(name) = crate::tree::get_str(object, &["metadata", "name"]) {
-                        record.name = name.to_owned();
-                    }
+                if record.name.is_empty()
+                    && let Some(name) = crate::tree::get_str(object, &["metadata", "name"])
+                {
+                    record.name = name.to_owned();
                 }
                 let answer = catch_unwind(AssertUnwindSafe(|| match endpoint {
                     Endpoint::Mutate => self.mutate_response(kind, &request, object),

@@ -12,14 +12,14 @@ pub const MAIN_CONTAINER: &str = "flink-main-container";
 pub const MERGE_BY_NAME_KEY: &str = "kubernetes.operator.pod-template.merge-arrays-by-name";
 
 pub fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Changes) {
-    if let Some(spec) = tree::object_at(object, &["spec"]) {
-        if tree::set_if_unset(
+    if let Some(spec) = tree::object_at(object, &["spec"])
+        && tree::set_if_unset(
             spec,
             "serviceAccount",
             Value::from(config.service_account.clone()),
-        ) {
-            changes.note("spec.serviceAccount");
-        }
+        )
+    {
+        changes.note("spec.serviceAccount");
     }
     for (role, defaults) in [
         ("jobManager", &config.job_manager),
@@ -62,27 +62,26 @@ pub fn place_pods(
             .iter()
             .filter_map(|toleration| serde_json::to_value(toleration).ok())
             .collect();
-        if let Some(tolerations) = tree::array_in(pod_spec, "tolerations") {
-            if tree::append_missing(tolerations, &wanted) > 0 {
-                changes.note(format!("{path}.tolerations"));
-            }
+        if let Some(tolerations) = tree::array_in(pod_spec, "tolerations")
+            && tree::append_missing(tolerations, &wanted) > 0
+        {
+            changes.note(format!("{path}.tolerations"));
         }
     }
-    if !placement.node_selector.is_empty() {
-        if let Some(selector) = tree::object_in(pod_spec, "nodeSelector") {
-            if tree::add_missing_entries(selector, &placement.node_selector) {
-                changes.note(format!("{path}.nodeSelector"));
-            }
-        }
+    if !placement.node_selector.is_empty()
+        && let Some(selector) = tree::object_in(pod_spec, "nodeSelector")
+        && tree::add_missing_entries(selector, &placement.node_selector)
+    {
+        changes.note(format!("{path}.nodeSelector"));
     }
-    if let Some(priority_class) = &placement.priority_class_name {
-        if tree::set_if_unset(
+    if let Some(priority_class) = &placement.priority_class_name
+        && tree::set_if_unset(
             pod_spec,
             "priorityClassName",
             Value::from(priority_class.clone()),
-        ) {
-            changes.note(format!("{path}.priorityClassName"));
-        }
+        )
+    {
+        changes.note(format!("{path}.priorityClassName"));
     }
 }
 
@@ -101,11 +100,11 @@ pub fn inject_harness(
                 .any(|(key, _)| key == MERGE_BY_NAME_KEY)
         })
         .unwrap_or(false);
-    if !has_merge_key {
-        if let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"]) {
-            configuration.insert(MERGE_BY_NAME_KEY.to_owned(), Value::from("true"));
-            changes.note(format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"));
-        }
+    if !has_merge_key
+        && let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"])
+    {
+        configuration.insert(MERGE_BY_NAME_KEY.to_owned(), Value::from("true"));
+        changes.note(format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"));
     }
     let Some(pod_spec) = tree::object_at(object, &["spec", "taskManager", "podTemplate", "spec"])
     else {

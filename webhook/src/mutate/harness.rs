@@ -17,11 +17,11 @@ pub fn reconcile_container(
         container.insert("image".into(), Value::from(spec.image.clone()));
         changed = true;
     }
-    if let Some(args) = tree::array_in(container, "args") {
-        if !args.iter().any(|arg| arg == "--worker_pool") {
-            args.insert(0, Value::from("--worker_pool"));
-            changed = true;
-        }
+    if let Some(args) = tree::array_in(container, "args")
+        && !args.iter().any(|arg| arg == "--worker_pool")
+    {
+        args.insert(0, Value::from("--worker_pool"));
+        changed = true;
     }
     if let Some(ports) = tree::array_in(container, "ports") {
         let has_port = ports.iter().any(|port| {

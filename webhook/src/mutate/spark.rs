@@ -31,39 +31,37 @@ pub fn apply_defaults(
     }
     let dynamic_allocation =
         tree::get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
-    if !dynamic_allocation {
-        if let Some(executor) = tree::object_at(spec, &["executor"]) {
-            if tree::set_if_unset(
-                executor,
-                "instances",
-                Value::from(config.executor_instances),
-            ) {
-                changes.note(field("executor.instances"));
-            }
-        }
+    if !dynamic_allocation
+        && let Some(executor) = tree::object_at(spec, &["executor"])
+        && tree::set_if_unset(
+            executor,
+            "instances",
+            Value::from(config.executor_instances),
+        )
+    {
+        changes.note(field("executor.instances"));
     }
-    if let Some(driver) = tree::object_at(spec, &["driver"]) {
-        if tree::set_if_unset(
+    if let Some(driver) = tree::object_at(spec, &["driver"])
+        && tree::set_if_unset(
             driver,
             "serviceAccount",
             Value::from(config.service_account.clone()),
-        ) {
-            changes.note(field("driver.serviceAccount"));
-        }
+        )
+    {
+        changes.note(field("driver.serviceAccount"));
     }
     place_pods(spec, spec_path, config, changes);
     if let Some(queue) = &config.volcano_queue {
-        if let Some(spec_map) = spec.as_object_mut() {
-            if tree::set_if_unset(spec_map, "batchScheduler", Value::from("volcano")) {
-                changes.note(field("batchScheduler"));
-            }
+        if let Some(spec_map) = spec.as_object_mut()
+            && tree::set_if_unset(spec_map, "batchScheduler", Value::from("volcano"))
+        {
+            changes.note(field("batchScheduler"));
         }
-        if tree::get_str(spec, &["batchScheduler"]) == Some("volcano") {
-            if let Some(options) = tree::object_at(spec, &["batchSchedulerOptions"]) {
-                if tree::set_if_unset(options, "queue", Value::from(queue.clone())) {
-                    changes.note(field("batchSchedulerOptions.queue"));
-                }
-            }
+        if tree::get_str(spec, &["batchScheduler"]) == Some("volcano")
+            && let Some(options) = tree::object_at(spec, &["batchSchedulerOptions"])
+            && tree::set_if_unset(options, "queue", Value::from(queue.clone()))
+        {
+            changes.note(field("batchSchedulerOptions.queue"));
         }
     }
 }
@@ -89,10 +87,10 @@ fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, change
             let Some(role_spec) = tree::object_at(spec, &[role]) else {
                 continue;
             };
-            if let Some(tolerations) = tree::array_in(role_spec, "tolerations") {
-                if tree::append_missing(tolerations, &wanted) > 0 {
-                    changes.note(field(&format!("{role}.tolerations")));
-                }
+            if let Some(tolerations) = tree::array_in(role_spec, "tolerations")
+                && tree::append_missing(tolerations, &wanted) > 0
+            {
+                changes.note(field(&format!("{role}.tolerations")));
             }
         }
     }
@@ -127,10 +125,10 @@ fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, change
             vec![vec!["nodeSelector"]]
         };
         for target in targets {
-            if let Some(selector) = tree::object_at(spec, &target) {
-                if tree::add_missing_entries(selector, &placement.node_selector) {
-                    changes.note(field(&target.join(".")));
-                }
+            if let Some(selector) = tree::object_at(spec, &target)
+                && tree::add_missing_entries(selector, &placement.node_selector)
+            {
+                changes.note(field(&target.join(".")));
             }
         }
     }
@@ -148,19 +146,19 @@ pub fn inject_harness(
         return;
     };
     let mut changed = false;
-    if let Some(spec_map) = spec.as_object_mut() {
-        if let Some(volumes) = tree::array_in(spec_map, "volumes") {
-            changed |= harness::ensure_volume(volumes, config);
-        }
+    if let Some(spec_map) = spec.as_object_mut()
+        && let Some(volumes) = tree::array_in(spec_map, "volumes")
+    {
+        changed |= harness::ensure_volume(volumes, config);
     }
     let Some(executor) = tree::object_at(spec, &["executor"]) else {
         return;
     };
     changed |= harness::ensure_mount(executor, config);
-    if let Some(sidecars) = tree::array_in(executor, "sidecars") {
-        if let Some(sidecar) = tree::named_entry(sidecars, &config.container_name) {
-            changed |= harness::reconcile_container(sidecar, harness_spec, config);
-        }
+    if let Some(sidecars) = tree::array_in(executor, "sidecars")
+        && let Some(sidecar) = tree::named_entry(sidecars, &config.container_name)
+    {
+        changed |= harness::reconcile_container(sidecar, harness_spec, config);
     }
     if changed {
         changes.note(format!(

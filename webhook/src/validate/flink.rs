@@ -66,14 +66,14 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
     }
     for role in ["jobManager", "taskManager"] {
         check_resource(object, role, out);
-        if let Some(replicas) = get(object, &["spec", role, "replicas"]) {
-            if replicas.as_i64().is_none_or(|count| count < 1) {
-                out.push(Violation::new(
-                    "flink-replicas",
-                    format!("spec.{role}.replicas"),
-                    format!("must be at least 1, got {replicas}"),
-                ));
-            }
+        if let Some(replicas) = get(object, &["spec", role, "replicas"])
+            && replicas.as_i64().is_none_or(|count| count < 1)
+        {
+            out.push(Violation::new(
+                "flink-replicas",
+                format!("spec.{role}.replicas"),
+                format!("must be at least 1, got {replicas}"),
+            ));
         }
     }
     let configuration = flink_configuration(object);
@@ -134,19 +134,19 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
     if let Some(old) = subject.old_object {
         check_transition(old, object, out);
     }
-    if matches!(harness::harness_for(object, &config.harness), Ok(Some(_))) {
-        if let Some(value) = setting(MERGE_BY_NAME_KEY) {
-            let merged_by_name = value
-                .as_str()
-                .map_or(value.as_bool() == Some(true), |text| text == "true");
-            if !merged_by_name {
-                out.push(Violation::new(
-                    "harness-merge-by-name",
-                    format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"),
-                    "must be \"true\" for a Beam pipeline: merged by position, the worker-pool sidecar \
+    if matches!(harness::harness_for(object, &config.harness), Ok(Some(_)))
+        && let Some(value) = setting(MERGE_BY_NAME_KEY)
+    {
+        let merged_by_name = value
+            .as_str()
+            .map_or(value.as_bool() == Some(true), |text| text == "true");
+        if !merged_by_name {
+            out.push(Violation::new(
+                "harness-merge-by-name",
+                format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"),
+                "must be \"true\" for a Beam pipeline: merged by position, the worker-pool sidecar \
                      can be folded into another container; remove the key or set it to \"true\"",
-                ));
-            }
+            ));
         }
     }
 }
@@ -201,9 +201,10 @@ fn flink_configuration(object: &Value) -> Vec<(String, &Value)> {
 }
 
 fn check_name(object: &Value, out: &mut Vec<Violation>) {
-    if let Some(name) = get_str(object, &["metadata", "name"]) {
-        if !NAME.is_match(name) {
-            out.push(Violation::new(
+    if let Some(name) = get_str(object, &["metadata", "name"])
+        && !NAME.is_match(name)
+    {
+        out.push(Violation::new(
                 "flink-name",
                 "metadata.name",
                 format!(
@@ -211,7 +212,6 @@ fn check_name(object: &Value, out: &mut Vec<Violation>) {
                      '-', starting with a letter and ending with a letter or digit"
                 ),
             ));
-        }
     }
 }
 
@@ -258,14 +258,14 @@ fn check_resource(object: &Value, role: &str, out: &mut Vec<Violation>) {
 }
 
 fn check_parallelism(job: &Value, out: &mut Vec<Violation>) {
-    if let Some(parallelism) = job.get("parallelism").filter(|value| !value.is_null()) {
-        if parallelism.as_i64().is_none_or(|count| count < 1) {
-            out.push(Violation::new(
-                "flink-parallelism",
-                "spec.job.parallelism",
-                format!("must be at least 1, got {parallelism}"),
-            ));
-        }
+    if let Some(parallelism) = job.get("parallelism").filter(|value| !value.is_null())
+        && parallelism.as_i64().is_none_or(|count| count < 1)
+    {
+        out.push(Violation::new(
+            "flink-parallelism",
+            "spec.job.parallelism",
+            format!("must be at least 1, got {parallelism}"),
+        ));
     }
 }
 

@@ -63,10 +63,10 @@ fn contradiction(spec: &HarnessSpec, object: &Value, image: &str) -> Option<Stri
             "Python {python} but the pipeline runs Python {want_python}"
         ));
     }
-    if let (Some(tag), Some(want_beam)) = (&tag, &want_beam) {
-        if tag != want_beam {
-            problems.push(format!("Beam {tag} but the pipeline runs Beam {want_beam}"));
-        }
+    if let (Some(tag), Some(want_beam)) = (&tag, &want_beam)
+        && tag != want_beam
+    {
+        problems.push(format!("Beam {tag} but the pipeline runs Beam {want_beam}"));
     }
     (!problems.is_empty()).then(|| {
         format!(

@@ -19,9 +19,10 @@ static DENIED_CONF: LazyLock<Regex> = LazyLock::new(|| {
 pub fn application(subject: &Subject<'_>, out: &mut Vec<Violation>) {
     let object = subject.object;
     let path = subject.kind.spec_path();
-    if let Some(name) = get_str(object, &["metadata", "name"]) {
-        if !DNS_1035.is_match(name) {
-            out.push(Violation::new(
+    if let Some(name) = get_str(object, &["metadata", "name"])
+        && !DNS_1035.is_match(name)
+    {
+        out.push(Violation::new(
                 "spark-name",
                 "metadata.name",
                 format!(
@@ -29,7 +30,6 @@ pub fn application(subject: &Subject<'_>, out: &mut Vec<Violation>) {
                      starting with a letter and ending with a letter or digit"
                 ),
             ));
-        }
     }
     let Some(spec) = get(object, path).filter(|spec| spec.is_object()) else {
         out.push(Violation::new(
@@ -83,14 +83,14 @@ pub fn application(subject: &Subject<'_>, out: &mut Vec<Violation>) {
     }
     if let Some(allocation) = get(spec, &["dynamicAllocation"]).and_then(Value::as_object) {
         let bound = |key: &str| allocation.get(key).and_then(Value::as_i64);
-        if let (Some(min), Some(max)) = (bound("minExecutors"), bound("maxExecutors")) {
-            if min > max {
-                out.push(Violation::new(
-                    "spark-resources",
-                    field(path, "dynamicAllocation.minExecutors"),
-                    format!("{min} is more than maxExecutors {max}"),
-                ));
-            }
+        if let (Some(min), Some(max)) = (bound("minExecutors"), bound("maxExecutors"))
+            && min > max
+        {
+            out.push(Violation::new(
+                "spark-resources",
+                field(path, "dynamicAllocation.minExecutors"),
+                format!("{min} is more than maxExecutors {max}"),
+            ));
         }
     }
 }
@@ -104,14 +104,14 @@ fn check_role(spec: &Value, path: &[&str], role: &str, out: &mut Vec<Violation>)
         ));
         return;
     };
-    if let Some(cores) = role_spec.get("cores").filter(|value| !value.is_null()) {
-        if cores.as_i64().is_none_or(|count| count < 1) {
-            out.push(Violation::new(
-                "spark-resources",
-                field(path, &format!("{role}.cores")),
-                format!("must be a whole number of at least 1, got {cores}"),
-            ));
-        }
+    if let Some(cores) = role_spec.get("cores").filter(|value| !value.is_null())
+        && cores.as_i64().is_none_or(|count| count < 1)
+    {
+        out.push(Violation::new(
+            "spark-resources",
+            field(path, &format!("{role}.cores")),
+            format!("must be a whole number of at least 1, got {cores}"),
+        ));
     }
     for key in ["memory", "memoryOverhead"] {
         if let Some(memory) = role_spec.get(key).filter(|value| !value.is_null()) {
@@ -131,25 +131,24 @@ fn check_role(spec: &Value, path: &[&str], role: &str, out: &mut Vec<Violation>)
         }
     }
     for key in ["coreRequest", "coreLimit"] {
-        if let Some(cpu) = role_spec.get(key).and_then(Value::as_str) {
-            if let Err(error) = units::quantity_millicores(cpu) {
-                out.push(Violation::new(
-                    "spark-resources",
-                    field(path, &format!("{role}.{key}")),
-                    error.to_string(),
-                ));
-            }
+        if let Some(cpu) = role_spec.get(key).and_then(Value::as_str)
+            && let Err(error) = units::quantity_millicores(cpu)
+        {
+            out.push(Violation::new(
+                "spark-resources",
+                field(path, &format!("{role}.{key}")),
+                error.to_string(),
+            ));
         }
     }
-    if role == "executor" {
-        if let Some(instances) = role_spec.get("instances").filter(|value| !value.is_null()) {
-            if instances.as_i64().is_none_or(|count| count < 1) {
-                out.push(Violation::new(
-                    "spark-resources",
-                    field(path, "executor.instances"),
-                    format!("must be at least 1, got {instances}"),
-                ));
-            }
-        }
+    if role == "executor"
+        && let Some(instances) = role_spec.get("instances").filter(|value| !value.is_null())
+        && instances.as_i64().is_none_or(|count| count < 1)
+    {
+        out.push(Violation::new(
+            "spark-resources",
+            field(path, "executor.instances"),
+            format!("must be at least 1, got {instances}"),
+        ));
     }
 }
