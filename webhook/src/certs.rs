@@ -5,8 +5,8 @@
 //! Used by dev setups (`beam-webhook certs`), the end-to-end harness and the tests.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 use std::path::Path;
@@ -17,10 +17,7 @@ pub enum CertError {
     #[error("could not generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("could not write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("`{0}` is neither a DNS name nor an IP address")]
     Name(String),
 }
@@ -77,8 +74,7 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
 pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
     let now = OffsetDateTime::now_utc();
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name =
-        distinguished_name(&format!("beamstack webhook CA ({})", request.namespace));
+    ca_params.distinguished_name = distinguished_name(&format!("beamstack webhook CA ({})", request.namespace));
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -92,8 +88,7 @@ pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
     let ca_cert = ca.pem();
 
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name =
-        distinguished_name(&format!("{}.{}.svc", request.service, request.namespace));
+    params.distinguished_name = distinguished_name(&format!("{}.{}.svc", request.service, request.namespace));
     params.subject_alt_names = request
         .names()
         .into_iter()
@@ -106,10 +101,7 @@ pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
                 .map_err(|_| CertError::Name(name.clone())),
         })
         .collect::<Result<_, _>>()?;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = now - Duration::hours(1);
     params.not_after = now + request.valid_for;
@@ -128,10 +120,7 @@ pub fn generate_client(common_name: &str) -> Result<CertBundle, CertError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name = distinguished_name("beamstack client CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = distinguished_name(common_name);
@@ -161,8 +150,7 @@ impl CertBundle {
             #[cfg(unix)]
             if private {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(error)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
             }
             let _ = private;
             Ok(())

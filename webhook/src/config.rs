@@ -12,10 +12,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("configuration is not valid YAML for beam-webhook: {0}")]
     Syntax(String),
     #[error("configuration key `{key}`: {message}")]
@@ -56,9 +53,7 @@ pub struct Placement {
 
 impl Placement {
     pub fn is_empty(&self) -> bool {
-        self.tolerations.is_empty()
-            && self.node_selector.is_empty()
-            && self.priority_class_name.is_none()
+        self.tolerations.is_empty() && self.node_selector.is_empty() && self.priority_class_name.is_none()
     }
 }
 
@@ -101,9 +96,7 @@ impl Default for FlinkConfig {
             service_account: "flink".into(),
             job_manager: FlinkResource::default(),
             task_manager: FlinkResource::default(),
-            supported_versions: ["v1_19", "v1_20", "v2_0", "v2_1", "v2_2"]
-                .map(String::from)
-                .to_vec(),
+            supported_versions: ["v1_19", "v1_20", "v2_0", "v2_1", "v2_2"].map(String::from).to_vec(),
             placement: Placement::default(),
         }
     }
@@ -239,10 +232,7 @@ impl Config {
             ("flink.taskManager", &self.flink.task_manager),
         ] {
             if !(resource.cpu.is_finite() && resource.cpu > 0.0) {
-                return Err(invalid(
-                    &format!("{key}.cpu"),
-                    "must be a positive number of cores",
-                ));
+                return Err(invalid(&format!("{key}.cpu"), "must be a positive number of cores"));
             }
             if units::flink_memory(&resource.memory).map_or(true, |bytes| bytes.0 == 0) {
                 return Err(invalid(
@@ -293,22 +283,13 @@ impl Config {
         }
         let harness = &self.harness;
         if !crate::harness::is_beam_version(&harness.beam_version) {
-            return Err(invalid(
-                "harness.beamVersion",
-                "must be a Beam release such as 2.77.0",
-            ));
+            return Err(invalid("harness.beamVersion", "must be a Beam release such as 2.77.0"));
         }
         if !crate::harness::is_python_minor(&harness.python_version) {
-            return Err(invalid(
-                "harness.pythonVersion",
-                "must be a Python minor such as 3.11",
-            ));
+            return Err(invalid("harness.pythonVersion", "must be a Python minor such as 3.11"));
         }
         if !(1..=65535).contains(&harness.port) {
-            return Err(invalid(
-                "harness.port",
-                "must be a port number between 1 and 65535",
-            ));
+            return Err(invalid("harness.port", "must be a port number between 1 and 65535"));
         }
         if harness.container_name.is_empty() || harness.artifact_volume.is_empty() {
             return Err(invalid(
@@ -317,10 +298,7 @@ impl Config {
             ));
         }
         if !harness.artifact_mount_path.starts_with('/') {
-            return Err(invalid(
-                "harness.artifactMountPath",
-                "must be an absolute path",
-            ));
+            return Err(invalid("harness.artifactMountPath", "must be an absolute path"));
         }
         for (role, amounts) in [
             ("requests", &harness.resources.requests),
@@ -332,10 +310,7 @@ impl Config {
                     _ => units::quantity_bytes(&amount.0).map(|_| ()),
                 };
                 if let Err(error) = parsed {
-                    return Err(invalid(
-                        &format!("harness.resources.{role}.{name}"),
-                        error.to_string(),
-                    ));
+                    return Err(invalid(&format!("harness.resources.{role}.{name}"), error.to_string()));
                 }
             }
         }
@@ -382,10 +357,7 @@ validation:
             config.flink.task_manager.memory, "2048m",
             "unset keys keep their defaults"
         );
-        assert_eq!(
-            config.flink.placement.tolerations[0].key.as_deref(),
-            Some("dedicated")
-        );
+        assert_eq!(config.flink.placement.tolerations[0].key.as_deref(), Some("dedicated"));
         assert_eq!(config.spark.volcano_queue.as_deref(), Some("analytics"));
         assert_eq!(config.harness.python_version, "3.12");
         assert_eq!(config.validation.allowed_registries.len(), 2);
@@ -404,31 +376,19 @@ validation:
         let error = Config::from_yaml("spark:\n  executorInstances: many\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            error.contains("executorInstances") || error.contains("many"),
-            "{error}"
-        );
+        assert!(error.contains("executorInstances") || error.contains("many"), "{error}");
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            (
-                "flink:\n  jobManager: {memory: lots}\n",
-                "flink.jobManager.memory",
-            ),
+            ("flink:\n  jobManager: {memory: lots}\n", "flink.jobManager.memory"),
             ("flink:\n  taskManager: {cpu: 0}\n", "flink.taskManager.cpu"),
             ("spark:\n  driver: {memory: 1Gi}\n", "spark.driver.memory"),
             ("spark:\n  executor: {cores: 0}\n", "spark.executor.cores"),
-            (
-                "flink:\n  supportedVersions: [\"1.20\"]\n",
-                "flink.supportedVersions",
-            ),
+            ("flink:\n  supportedVersions: [\"1.20\"]\n", "flink.supportedVersions"),
             ("harness:\n  beamVersion: latest\n", "harness.beamVersion"),
-            (
-                "harness:\n  pythonVersion: \"3\"\n",
-                "harness.pythonVersion",
-            ),
+            ("harness:\n  pythonVersion: \"3\"\n", "harness.pythonVersion"),
             ("harness:\n  port: 0\n", "harness.port"),
             (
                 "harness:\n  resources: {requests: {memory: plenty}}\n",
@@ -442,5 +402,27 @@ validation:
                 "{yaml:?} gave {error:?}, expected it to name {key}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.flink.placement.node_selector["pool"], "beam");
+        assert_eq!(config.spark.volcano_queue.as_deref(), Some("analytics"));
+        assert_eq!(
+            config.harness,
+            HarnessConfig::default(),
+            "the example shows the harness defaults"
+        );
+        assert_eq!(
+            config.flink.supported_versions,
+            FlinkConfig::default().supported_versions
+        );
     }
 }

@@ -14,15 +14,12 @@ pub const ANNOTATION_BEAM_VERSION: &str = "beamstack.dev/beam-version";
 pub const ANNOTATION_PYTHON_VERSION: &str = "beamstack.dev/python-version";
 pub const ANNOTATION_IMAGE: &str = "beamstack.dev/harness-image";
 
-pub static FLINK_VERSION_PATTERN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^v\d+_\d+$").unwrap());
-static BEAM_VERSION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\d+\.\d+\.\d+(?:[-.]?(?:rc|dev)\d*)?$").unwrap());
+pub static FLINK_VERSION_PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^v\d+_\d+$").unwrap());
+static BEAM_VERSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d+\.\d+\.\d+(?:[-.]?(?:rc|dev)\d*)?$").unwrap());
 static PYTHON_MINOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^3\.\d{1,2}$").unwrap());
 /// `…/beam_python3.11_sdk:2.77.0`, with any registry or repository in front and an optional digest behind.
-static PYTHON_SDK_IMAGE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|/)beam_python(\d+\.\d+)_sdk(?::([^@/]+))?(?:@.*)?$").unwrap()
-});
+static PYTHON_SDK_IMAGE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|/)beam_python(\d+\.\d+)_sdk(?::([^@/]+))?(?:@.*)?$").unwrap());
 
 pub fn is_beam_version(text: &str) -> bool {
     BEAM_VERSION.is_match(text)
@@ -59,18 +56,9 @@ pub struct AnnotationProblem {
 }
 
 /// Reads the Beam annotations of a runner CR. `Ok(None)`: not a Beam pipeline.
-pub fn harness_for(
-    object: &Value,
-    config: &HarnessConfig,
-) -> Result<Option<HarnessSpec>, Vec<AnnotationProblem>> {
-    let annotations = object
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object);
-    let annotation = |key: &str| {
-        annotations
-            .and_then(|map| map.get(key))
-            .and_then(Value::as_str)
-    };
+pub fn harness_for(object: &Value, config: &HarnessConfig) -> Result<Option<HarnessSpec>, Vec<AnnotationProblem>> {
+    let annotations = object.pointer("/metadata/annotations").and_then(Value::as_object);
+    let annotation = |key: &str| annotations.and_then(|map| map.get(key)).and_then(Value::as_str);
     let Some(sdk) = annotation(ANNOTATION_SDK) else {
         return Ok(None);
     };
@@ -141,10 +129,7 @@ mod tests {
     #[test]
     fn unannotated_objects_are_not_pipelines() {
         let config = HarnessConfig::default();
-        assert_eq!(
-            harness_for(&json!({"metadata": {"name": "x"}}), &config),
-            Ok(None)
-        );
+        assert_eq!(harness_for(&json!({"metadata": {"name": "x"}}), &config), Ok(None));
         assert_eq!(harness_for(&json!({}), &config), Ok(None));
     }
 
@@ -156,16 +141,16 @@ mod tests {
             .unwrap();
         assert_eq!(spec.image, "apache/beam_python3.11_sdk:2.77.0");
         let spec = harness_for(
-            &annotated(json!({ANNOTATION_SDK: "python", ANNOTATION_BEAM_VERSION: "2.76.0", ANNOTATION_PYTHON_VERSION: "3.12"})),
+            &annotated(
+                json!({ANNOTATION_SDK: "python", ANNOTATION_BEAM_VERSION: "2.76.0", ANNOTATION_PYTHON_VERSION: "3.12"}),
+            ),
             &config,
         )
         .unwrap()
         .unwrap();
         assert_eq!(spec.image, "apache/beam_python3.12_sdk:2.76.0");
         let spec = harness_for(
-            &annotated(
-                json!({ANNOTATION_SDK: "python", ANNOTATION_IMAGE: "registry.acme/beam:custom"}),
-            ),
+            &annotated(json!({ANNOTATION_SDK: "python", ANNOTATION_IMAGE: "registry.acme/beam:custom"})),
             &config,
         )
         .unwrap()
@@ -177,18 +162,16 @@ mod tests {
     #[test]
     fn bad_annotations_are_all_reported() {
         let problems = harness_for(
-            &annotated(json!({ANNOTATION_SDK: "java", ANNOTATION_BEAM_VERSION: "latest", ANNOTATION_PYTHON_VERSION: "3"})),
+            &annotated(
+                json!({ANNOTATION_SDK: "java", ANNOTATION_BEAM_VERSION: "latest", ANNOTATION_PYTHON_VERSION: "3"}),
+            ),
             &HarnessConfig::default(),
         )
         .unwrap_err();
         let named: Vec<_> = problems.iter().map(|problem| problem.annotation).collect();
         assert_eq!(
             named,
-            [
-                ANNOTATION_SDK,
-                ANNOTATION_BEAM_VERSION,
-                ANNOTATION_PYTHON_VERSION
-            ]
+            [ANNOTATION_SDK, ANNOTATION_BEAM_VERSION, ANNOTATION_PYTHON_VERSION]
         );
     }
 
@@ -207,10 +190,7 @@ mod tests {
             Some(("3.9".into(), None))
         );
         assert_eq!(parse_python_sdk_image("flink:1.20"), None);
-        assert_eq!(
-            parse_python_sdk_image("apache/not_beam_python3.11_sdk:2.77.0"),
-            None
-        );
+        assert_eq!(parse_python_sdk_image("apache/not_beam_python3.11_sdk:2.77.0"), None);
     }
 
     #[test]

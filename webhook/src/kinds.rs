@@ -31,9 +31,9 @@ impl RunnerKind {
 
     /// The kind for an AdmissionRequest's `kind`; other versions of the same groups are not ours to judge.
     pub fn from_gvk(group: &str, version: &str, kind: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|candidate| {
-            candidate.group() == group && candidate.version() == version && candidate.kind() == kind
-        })
+        Self::ALL
+            .into_iter()
+            .find(|candidate| candidate.group() == group && candidate.version() == version && candidate.kind() == kind)
     }
 
     /// The kind of a bare object, from its `apiVersion` and `kind`.
@@ -100,11 +100,7 @@ mod tests {
             Some(RunnerKind::FlinkDeployment)
         );
         assert_eq!(
-            RunnerKind::from_gvk(
-                "sparkoperator.k8s.io",
-                "v1beta2",
-                "ScheduledSparkApplication"
-            ),
+            RunnerKind::from_gvk("sparkoperator.k8s.io", "v1beta2", "ScheduledSparkApplication"),
             Some(RunnerKind::ScheduledSparkApplication)
         );
         assert_eq!(
@@ -117,14 +113,9 @@ mod tests {
         );
         assert_eq!(RunnerKind::from_gvk("", "v1", "Pod"), None);
         assert_eq!(
-            RunnerKind::of_object(
-                &json!({"apiVersion": "flink.apache.org/v1beta1", "kind": "FlinkSessionJob"})
-            ),
+            RunnerKind::of_object(&json!({"apiVersion": "flink.apache.org/v1beta1", "kind": "FlinkSessionJob"})),
             Some(RunnerKind::FlinkSessionJob)
         );
-        assert_eq!(
-            RunnerKind::of_object(&json!({"apiVersion": "v1", "kind": "Pod"})),
-            None
-        );
+        assert_eq!(RunnerKind::of_object(&json!({"apiVersion": "v1", "kind": "Pod"})), None);
     }
 }

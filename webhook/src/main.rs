@@ -49,18 +49,10 @@ struct ServeArgs {
     #[arg(long, env = "BEAM_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
     listen: SocketAddr,
     /// PEM certificate chain served on the admission port; re-read when it changes.
-    #[arg(
-        long,
-        env = "BEAM_WEBHOOK_TLS_CERT",
-        default_value = "/etc/beamstack/tls/tls.crt"
-    )]
+    #[arg(long, env = "BEAM_WEBHOOK_TLS_CERT", default_value = "/etc/beamstack/tls/tls.crt")]
     tls_cert: PathBuf,
     /// PEM private key of that certificate.
-    #[arg(
-        long,
-        env = "BEAM_WEBHOOK_TLS_KEY",
-        default_value = "/etc/beamstack/tls/tls.key"
-    )]
+    #[arg(long, env = "BEAM_WEBHOOK_TLS_KEY", default_value = "/etc/beamstack/tls/tls.key")]
     tls_key: PathBuf,
     /// PEM CA bundle: when given, clients (the API server) must present a certificate signed by it.
     #[arg(long, env = "BEAM_WEBHOOK_CLIENT_CA")]
@@ -69,11 +61,7 @@ struct ServeArgs {
     #[arg(long, env = "BEAM_WEBHOOK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     tls_reload_interval: Duration,
     /// Address of the plain-HTTP admin endpoints (/healthz, /readyz, /metrics).
-    #[arg(
-        long,
-        env = "BEAM_WEBHOOK_ADMIN_LISTEN",
-        default_value = "0.0.0.0:8080"
-    )]
+    #[arg(long, env = "BEAM_WEBHOOK_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
     /// YAML configuration of defaults, harness and validation (see README); built-in defaults when absent.
     #[arg(long, env = "BEAM_WEBHOOK_CONFIG")]
@@ -82,12 +70,7 @@ struct ServeArgs {
     #[arg(long, env = "BEAM_WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     /// Log format: one JSON object per line, or text for a terminal.
-    #[arg(
-        long,
-        env = "BEAM_WEBHOOK_LOG_FORMAT",
-        value_enum,
-        default_value = "json"
-    )]
+    #[arg(long, env = "BEAM_WEBHOOK_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
     /// Log filter in RUST_LOG syntax, such as `info` or `beamstack=debug,info`.
     #[arg(long, env = "BEAM_WEBHOOK_LOG_LEVEL", default_value = "info")]
@@ -215,9 +198,7 @@ fn generate_certs(args: CertArgs) -> Result<(), String> {
         valid_for: time::Duration::days(args.days),
     };
     let bundle = certs::generate(&request).map_err(|error| error.to_string())?;
-    bundle
-        .write_to(&args.out)
-        .map_err(|error| error.to_string())?;
+    bundle.write_to(&args.out).map_err(|error| error.to_string())?;
     println!(
         "wrote {}/{{ca.crt,ca.key,tls.crt,tls.key}} for {}",
         args.out.display(),
@@ -230,8 +211,7 @@ fn review(args: ReviewArgs) -> Result<(), String> {
     let config = load_config(args.config.as_ref())?;
     let body = if args.file.as_os_str() == "-" {
         let mut buffer = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)
-            .map_err(|error| error.to_string())?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer).map_err(|error| error.to_string())?;
         buffer
     } else {
         std::fs::read(&args.file).map_err(|error| format!("{}: {error}", args.file.display()))?

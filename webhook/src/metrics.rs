@@ -87,11 +87,7 @@ impl Metrics {
             patches.clone(),
         );
         let denials = Family::<RuleLabels, Counter>::default();
-        registry.register(
-            "denials",
-            "Violations in denied admissions, by rule",
-            denials.clone(),
-        );
+        registry.register("denials", "Violations in denied admissions, by rule", denials.clone());
         let bad_requests = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "bad_requests",
@@ -150,16 +146,12 @@ impl Metrics {
     }
 
     pub fn record_bad_request(&self, reason: &'static str) {
-        self.bad_requests
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+        self.bad_requests.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn record_certificate_reload(&self, loaded: bool) {
         let result = if loaded { "loaded" } else { "rejected" };
-        self.certificate_reloads
-            .get_or_create(&ResultLabels { result })
-            .inc();
+        self.certificate_reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn record_handshake_failure(&self) {

@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 
 /// The value at `path`, if every step is an object that has the next key.
 pub fn get<'a>(root: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(root, |node, key| node.as_object()?.get(*key))
+    path.iter().try_fold(root, |node, key| node.as_object()?.get(*key))
 }
 
 pub fn get_str<'a>(root: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -47,10 +46,7 @@ pub fn array_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mu
 }
 
 /// The object under `key`, creating it when missing or null. `None` when `key` holds something else.
-pub fn object_in<'a>(
-    map: &'a mut Map<String, Value>,
-    key: &str,
-) -> Option<&'a mut Map<String, Value>> {
+pub fn object_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
         *slot = Value::Object(Map::new());
@@ -102,10 +98,7 @@ pub fn named_entry<'a>(list: &'a mut Vec<Value>, name: &str) -> Option<&'a mut M
     let index = match position {
         Some(index) => index,
         None => {
-            list.push(Value::Object(Map::from_iter([(
-                "name".to_owned(),
-                Value::from(name),
-            )])));
+            list.push(Value::Object(Map::from_iter([("name".to_owned(), Value::from(name))])));
             list.len() - 1
         }
     };
@@ -147,10 +140,7 @@ mod tests {
         object_at(&mut value, &["spec", "podTemplate", "spec"])
             .unwrap()
             .insert("x".into(), json!(1));
-        assert_eq!(
-            value,
-            json!({"spec": {"keep": 1, "podTemplate": {"spec": {"x": 1}}}})
-        );
+        assert_eq!(value, json!({"spec": {"keep": 1, "podTemplate": {"spec": {"x": 1}}}}));
         let mut wrong = json!({"spec": {"podTemplate": "oops"}});
         assert!(object_at(&mut wrong, &["spec", "podTemplate", "spec"]).is_none());
         assert_eq!(wrong, json!({"spec": {"podTemplate": "oops"}}));
@@ -173,18 +163,9 @@ mod tests {
             ("pool".to_owned(), "beam".to_owned()),
             ("zone".to_owned(), "a".to_owned()),
         ];
-        assert!(add_missing_entries(
-            &mut map,
-            defaults.iter().map(|(k, v)| (k, v))
-        ));
-        assert_eq!(
-            Value::Object(map.clone()),
-            json!({"pool": "user", "zone": "a"})
-        );
-        assert!(!add_missing_entries(
-            &mut map,
-            defaults.iter().map(|(k, v)| (k, v))
-        ));
+        assert!(add_missing_entries(&mut map, defaults.iter().map(|(k, v)| (k, v))));
+        assert_eq!(Value::Object(map.clone()), json!({"pool": "user", "zone": "a"}));
+        assert!(!add_missing_entries(&mut map, defaults.iter().map(|(k, v)| (k, v))));
     }
 
     #[test]
@@ -192,15 +173,10 @@ mod tests {
         let mut list = vec![json!({"name": "a", "image": "x"})];
         named_entry(&mut list, "b").unwrap();
         named_entry(&mut list, "b").unwrap();
-        named_entry(&mut list, "a")
-            .unwrap()
-            .insert("ok".into(), json!(true));
+        named_entry(&mut list, "a").unwrap().insert("ok".into(), json!(true));
         assert_eq!(
             list,
-            vec![
-                json!({"name": "a", "image": "x", "ok": true}),
-                json!({"name": "b"})
-            ]
+            vec![json!({"name": "a", "image": "x", "ok": true}), json!({"name": "b"})]
         );
         let mut odd = vec![json!({"name": "a"}), json!("a")];
         assert!(named_entry(&mut odd, "a").is_some());
@@ -208,12 +184,8 @@ mod tests {
 
     #[test]
     fn flink_configuration_keys_flatten() {
-        let config =
-            json!({"kubernetes": {"namespace": "x"}, "a.b": "1", "deep": {"er": {"key": true}}});
-        let keys: Vec<String> = flatten_keys(&config)
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
+        let config = json!({"kubernetes": {"namespace": "x"}, "a.b": "1", "deep": {"er": {"key": true}}});
+        let keys: Vec<String> = flatten_keys(&config).into_iter().map(|(key, _)| key).collect();
         assert_eq!(keys, ["kubernetes.namespace", "a.b", "deep.er.key"]);
     }
 }

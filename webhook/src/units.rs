@@ -20,15 +20,11 @@ const MIB: u64 = KIB * 1024;
 /// Why a memory or cpu string could not be read. The message says which notation was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
-    #[error(
-        "`{0}` is not a Flink memory size: use a number with a unit such as `2048m`, `2g` or `2Gi`"
-    )]
+    #[error("`{0}` is not a Flink memory size: use a number with a unit such as `2048m`, `2g` or `2Gi`")]
     FlinkMemory(String),
     #[error("`{0}` is not a Spark memory string: use a number with a unit such as `512m` or `2g`")]
     SparkMemory(String),
-    #[error(
-        "`{0}` is not a Kubernetes quantity: use a value such as `500m`, `2`, `1Gi` or `512Mi`"
-    )]
+    #[error("`{0}` is not a Kubernetes quantity: use a value such as `500m`, `2`, `1Gi` or `512Mi`")]
     Quantity(String),
     #[error("`{0}` is too large")]
     Overflow(String),
@@ -75,9 +71,7 @@ impl fmt::Display for Millicores {
 /// Flink's MemorySize and the JVM accept.
 fn split_integer_and_unit(text: &str) -> Option<(u64, &str)> {
     let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     if digits_end == 0 {
         return None;
     }
@@ -112,8 +106,7 @@ pub fn flink_memory(text: &str) -> Result<Bytes, UnitError> {
 /// Reads a Spark (JVM-style) memory string: `k`, `m`, `g`, `t`, `p`, optionally followed by `b`, case-insensitive;
 /// a bare number is mebibytes.
 pub fn spark_memory(text: &str) -> Result<Bytes, UnitError> {
-    let (number, unit) =
-        split_integer_and_unit(text).ok_or_else(|| UnitError::SparkMemory(text.to_owned()))?;
+    let (number, unit) = split_integer_and_unit(text).ok_or_else(|| UnitError::SparkMemory(text.to_owned()))?;
     let multiplier = match unit.to_ascii_lowercase().as_str() {
         "" | "m" | "mb" => MIB,
         "k" | "kb" => KIB,
@@ -208,11 +201,7 @@ mod tests {
     fn flink_falls_back_to_kubernetes_quantities() {
         assert_eq!(flink_memory("2Gi"), Ok(Bytes(2 * GIB)));
         assert_eq!(flink_memory("1.5Gi"), Ok(Bytes(3 * GIB / 2)));
-        assert_eq!(
-            flink_memory("1M"),
-            Ok(Bytes(MIB)),
-            "Flink's M is MiB; MemorySize wins"
-        );
+        assert_eq!(flink_memory("1M"), Ok(Bytes(MIB)), "Flink's M is MiB; MemorySize wins");
         assert_eq!(flink_memory("1e3"), Ok(Bytes(1000)));
     }
 
@@ -223,10 +212,7 @@ mod tests {
         assert!(error.to_string().contains("2048m"));
         assert!(flink_memory("").is_err());
         assert!(flink_memory("-1g").is_err());
-        assert!(matches!(
-            flink_memory("99999999999999t"),
-            Err(UnitError::Overflow(_))
-        ));
+        assert!(matches!(flink_memory("99999999999999t"), Err(UnitError::Overflow(_))));
     }
 
     #[test]
@@ -266,14 +252,8 @@ mod tests {
             "bare numbers are MiB in Spark"
         );
         assert_eq!(spark_memory("1024k"), Ok(Bytes(MIB)));
-        assert!(
-            spark_memory("1Gi").is_err(),
-            "Spark does not read Kubernetes suffixes"
-        );
-        assert!(
-            spark_memory("1.5g").is_err(),
-            "the JVM takes whole numbers only"
-        );
+        assert!(spark_memory("1Gi").is_err(), "Spark does not read Kubernetes suffixes");
+        assert!(spark_memory("1.5g").is_err(), "the JVM takes whole numbers only");
         assert!(spark_memory("").is_err());
     }
 

@@ -35,10 +35,7 @@ fn placement() -> Placement {
             effect: Some("NoSchedule".into()),
             ..Default::default()
         }],
-        node_selector: BTreeMap::from([
-            ("pool".into(), "beam".into()),
-            ("zone".into(), "a".into()),
-        ]),
+        node_selector: BTreeMap::from([("pool".into(), "beam".into()), ("zone".into(), "a".into())]),
         priority_class_name: Some("batch-low".into()),
     }
 }
@@ -51,12 +48,7 @@ async fn fixtures_are_valid_against_the_operator_crds() {
     // The check has teeth: a wrong type anywhere is caught.
     let mut broken = fixture("flink-plain");
     broken["spec"]["jobManager"] = json!({"resource": {"cpu": "one"}, "replicas": "two"});
-    assert_eq!(
-        crd_validator("FlinkDeployment")
-            .iter_errors(&broken)
-            .count(),
-        2
-    );
+    assert_eq!(crd_validator("FlinkDeployment").iter_errors(&broken).count(), 2);
     let mut broken = fixture("spark-plain");
     broken["spec"]["executor"]["instances"] = json!(0);
     assert!(
@@ -71,23 +63,14 @@ async fn flink_resources_and_service_account_default_only_where_absent() {
     let (object, _) = mutated(&state, "CREATE", &fixture("flink-pipeline")).await;
     let spec = &object["spec"];
     assert_eq!(spec["serviceAccount"], "flink");
-    assert_eq!(
-        spec["jobManager"]["resource"]["memory"], "2048m",
-        "user value kept"
-    );
+    assert_eq!(spec["jobManager"]["resource"]["memory"], "2048m", "user value kept");
     assert_eq!(spec["jobManager"]["resource"]["cpu"], 1);
     assert_eq!(spec["taskManager"]["resource"]["cpu"], 2, "user value kept");
-    assert_eq!(
-        spec["taskManager"]["resource"]["memory"], "2048m",
-        "default filled"
-    );
+    assert_eq!(spec["taskManager"]["resource"]["memory"], "2048m", "default filled");
 
     let (plain, _) = mutated(&state, "CREATE", &fixture("flink-plain")).await;
     for role in ["jobManager", "taskManager"] {
-        assert_eq!(
-            plain["spec"][role]["resource"],
-            json!({"cpu": 1.0, "memory": "2048m"})
-        );
+        assert_eq!(plain["spec"][role]["resource"], json!({"cpu": 1.0, "memory": "2048m"}));
     }
     assert_eq!(plain["spec"]["serviceAccount"], "flink");
     assert!(
@@ -149,10 +132,7 @@ async fn flink_pipeline_gets_the_worker_pool_beside_the_main_container() {
     let state = state(Config::default());
     let (object, _) = mutated(&state, "CREATE", &fixture("flink-pipeline")).await;
     let spec = &object["spec"];
-    assert_eq!(
-        spec["flinkConfiguration"][beamstack::MERGE_BY_NAME_KEY],
-        "true"
-    );
+    assert_eq!(spec["flinkConfiguration"][beamstack::MERGE_BY_NAME_KEY], "true");
     let pod = &spec["taskManager"]["podTemplate"]["spec"];
     assert_eq!(
         containers(pod),
@@ -167,8 +147,7 @@ async fn flink_pipeline_gets_the_worker_pool_beside_the_main_container() {
         json!([{"name": "worker-pool", "containerPort": 50000, "protocol": "TCP"}])
     );
     assert_eq!(sidecar["resources"]["requests"]["memory"], "1Gi");
-    let mount =
-        json!([{"name": "beam-artifact-staging", "mountPath": "/tmp/beam-artifact-staging"}]);
+    let mount = json!([{"name": "beam-artifact-staging", "mountPath": "/tmp/beam-artifact-staging"}]);
     assert_eq!(sidecar["volumeMounts"], mount);
     assert_eq!(
         pod["containers"][0]["volumeMounts"], mount,
@@ -179,10 +158,7 @@ async fn flink_pipeline_gets_the_worker_pool_beside_the_main_container() {
         json!([{"name": "beam-artifact-staging", "emptyDir": {}}])
     );
     // The top-level template the user wrote is untouched.
-    assert_eq!(
-        spec["podTemplate"]["spec"]["containers"][0]["env"][0]["name"],
-        "TZ"
-    );
+    assert_eq!(spec["podTemplate"]["spec"]["containers"][0]["env"][0]["name"], "TZ");
 }
 
 #[tokio::test]
@@ -196,19 +172,13 @@ async fn an_existing_harness_container_is_reconciled_not_duplicated() {
     ]}});
     let (object, _) = mutated(&state, "CREATE", &object).await;
     let pod = &object["spec"]["taskManager"]["podTemplate"]["spec"];
-    assert_eq!(
-        containers(pod),
-        ["beam-worker-pool", "flink-main-container"]
-    );
+    assert_eq!(containers(pod), ["beam-worker-pool", "flink-main-container"]);
     let sidecar = &pod["containers"][0];
     assert_eq!(
         sidecar["image"], "apache/beam_python3.11_sdk:2.77.0",
         "Beamstack owns the image"
     );
-    assert_eq!(
-        sidecar["args"],
-        json!(["--worker_pool", "--logging_level=DEBUG"])
-    );
+    assert_eq!(sidecar["args"], json!(["--worker_pool", "--logging_level=DEBUG"]));
     assert_eq!(sidecar["env"][0]["value"], "me");
     assert_eq!(
         sidecar["resources"],
@@ -243,8 +213,7 @@ async fn spark_defaults_respect_dynamic_allocation() {
     assert_eq!(spec["executor"]["instances"], 1);
 
     let mut dynamic = fixture("spark-plain");
-    dynamic["spec"]["dynamicAllocation"] =
-        json!({"enabled": true, "minExecutors": 1, "maxExecutors": 5});
+    dynamic["spec"]["dynamicAllocation"] = json!({"enabled": true, "minExecutors": 1, "maxExecutors": 5});
     let (dynamic, _) = mutated(&state, "CREATE", &dynamic).await;
     assert!(
         dynamic["spec"]["executor"].get("instances").is_none(),
@@ -289,10 +258,7 @@ async fn spark_volcano_queue_when_configured() {
     let state = state(config);
     let (object, _) = mutated(&state, "CREATE", &fixture("spark-plain")).await;
     assert_eq!(object["spec"]["batchScheduler"], "volcano");
-    assert_eq!(
-        object["spec"]["batchSchedulerOptions"]["queue"],
-        "analytics"
-    );
+    assert_eq!(object["spec"]["batchSchedulerOptions"]["queue"], "analytics");
 
     let mut yunikorn = fixture("spark-plain");
     yunikorn["spec"]["batchScheduler"] = json!("yunikorn");
@@ -321,10 +287,7 @@ async fn spark_pipeline_gets_the_worker_pool_as_an_executor_sidecar() {
     assert_eq!(sidecars.len(), 1);
     assert_eq!(sidecars[0]["name"], "beam-worker-pool");
     assert_eq!(sidecars[0]["image"], "apache/beam_python3.11_sdk:2.77.0");
-    assert_eq!(
-        spec["volumes"][0]["name"], "scratch",
-        "the user's volume stays first"
-    );
+    assert_eq!(spec["volumes"][0]["name"], "scratch", "the user's volume stays first");
     assert_eq!(
         spec["volumes"][1],
         json!({"name": "beam-artifact-staging", "emptyDir": {}})
@@ -384,10 +347,7 @@ async fn session_jobs_and_other_kinds_and_operations_are_left_alone() {
     let mut status_update = review("UPDATE", &object, Some(&object));
     status_update["request"]["subResource"] = json!("status");
     let response = answer(&state, "/mutate", &status_update).await;
-    assert!(
-        response.get("patch").is_none(),
-        "status updates are never mutated"
-    );
+    assert!(response.get("patch").is_none(), "status updates are never mutated");
 }
 
 #[tokio::test]
@@ -429,25 +389,13 @@ async fn mutation_keeps_unknown_fields_and_never_touches_status() {
     original["spec"]["futureField"] = json!({"nested": [1, 2, 3]});
     let (object, patch) = mutated(&state, "UPDATE", &original).await;
     assert_eq!(object["status"], original["status"]);
-    assert_eq!(
-        object["spec"]["futureField"],
-        original["spec"]["futureField"]
-    );
+    assert_eq!(object["spec"]["futureField"], original["spec"]["futureField"]);
     assert_eq!(object["spec"]["ingress"], original["spec"]["ingress"]);
-    assert_eq!(
-        object["spec"]["logConfiguration"],
-        original["spec"]["logConfiguration"]
-    );
+    assert_eq!(object["spec"]["logConfiguration"], original["spec"]["logConfiguration"]);
     assert_eq!(object["metadata"]["labels"], original["metadata"]["labels"]);
-    assert_eq!(
-        object["metadata"]["annotations"]["example.com/owner"],
-        "data-team"
-    );
+    assert_eq!(object["metadata"]["annotations"]["example.com/owner"], "data-team");
     for operation in &patch.0 {
-        assert!(
-            !operation.path().to_string().starts_with("/status"),
-            "{operation:?}"
-        );
+        assert!(!operation.path().to_string().starts_with("/status"), "{operation:?}");
     }
 }
 
@@ -461,5 +409,17 @@ async fn mutated_objects_stay_valid_against_the_operator_crds() {
     for name in FIXTURES {
         let (object, _) = mutated(&state, "CREATE", &fixture(name)).await;
         assert_valid_against_crd(&object);
+    }
+}
+
+#[tokio::test]
+async fn review_fixtures_carry_the_object_fixtures() {
+    // The JSON reviews the demo sends must not drift from the YAML objects the tests use.
+    for name in ["flink-pipeline", "spark-pipeline"] {
+        let path = repo_path(&format!("tests/fixtures/reviews/{name}-create.json"));
+        let review: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(review["request"]["object"], fixture(name), "{name}");
+        let response = answer(&state(Config::default()), "/mutate", &review).await;
+        assert!(response.get("patch").is_some(), "{name}");
     }
 }

@@ -70,14 +70,7 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 
 /// Extra fields: (which object, a key no schema knows, any value).
 fn extras() -> impl Strategy<Value = Vec<(prop::sample::Index, String, Value)>> {
-    prop::collection::vec(
-        (
-            any::<prop::sample::Index>(),
-            "x-[a-z]{1,8}",
-            arbitrary_json(),
-        ),
-        1..8,
-    )
+    prop::collection::vec((any::<prop::sample::Index>(), "x-[a-z]{1,8}", arbitrary_json()), 1..8)
 }
 
 fn config() -> Config {
@@ -96,16 +89,10 @@ fn mutate(admission: &Admission, object: &Value) -> json_patch::Patch {
     let body = serde_json::to_vec(&review("CREATE", object, None)).unwrap();
     let outcome = admission.review(Endpoint::Mutate, &body).unwrap();
     assert!(outcome.review.response.allowed);
-    outcome
-        .review
-        .decoded_patch()
-        .unwrap_or(json_patch::Patch(Vec::new()))
+    outcome.review.decoded_patch().unwrap_or(json_patch::Patch(Vec::new()))
 }
 
-fn check(
-    name: &str,
-    additions: Vec<(prop::sample::Index, String, Value)>,
-) -> Result<(), TestCaseError> {
+fn check(name: &str, additions: Vec<(prop::sample::Index, String, Value)>) -> Result<(), TestCaseError> {
     let admission = Admission::new(config());
     let mut object = fixture(name);
     let mut pointers = Vec::new();
@@ -118,27 +105,21 @@ fn check(
     }
     let patch = mutate(&admission, &object);
     let mut patched = object.clone();
-    json_patch::patch(&mut patched, &patch)
-        .map_err(|error| TestCaseError::fail(error.to_string()))?;
+    json_patch::patch(&mut patched, &patch).map_err(|error| TestCaseError::fail(error.to_string()))?;
     let mut original_leaves = Vec::new();
     leaves(&object, String::new(), &mut original_leaves);
     for (pointer, value) in original_leaves {
         let after = patched.pointer(&pointer);
         // An empty object or array may be filled by a default; anything else must be exactly as it was.
-        let filled_container = matches!(&value, Value::Object(m) if m.is_empty())
-            || matches!(&value, Value::Array(a) if a.is_empty());
+        let filled_container =
+            matches!(&value, Value::Object(m) if m.is_empty()) || matches!(&value, Value::Array(a) if a.is_empty());
         let null_defaulted = value.is_null() && after.is_some();
         if !(filled_container || null_defaulted) {
             prop_assert_eq!(after, Some(&value), "{} changed at {}", name, pointer);
         }
     }
     let second = mutate(&admission, &patched);
-    prop_assert!(
-        second.0.is_empty(),
-        "{}: second pass patched {:?}",
-        name,
-        second
-    );
+    prop_assert!(second.0.is_empty(), "{}: second pass patched {:?}", name, second);
     Ok(())
 }
 

@@ -86,10 +86,7 @@ async fn runner_crs_come_back_patched_over_tls() {
         "/spec/taskManager/resource/memory",
         "/spec/taskManager/podTemplate",
     ] {
-        assert!(
-            paths.iter().any(|path| path == expected),
-            "{expected} not in {paths:?}"
-        );
+        assert!(paths.iter().any(|path| path == expected), "{expected} not in {paths:?}");
     }
 
     let (status, body) = client
@@ -110,11 +107,7 @@ async fn runner_crs_come_back_patched_over_tls() {
     assert_eq!(object["spec"]["executor"]["instances"], 1);
 
     let (status, body) = client
-        .post_json(
-            server.admission_address,
-            "/validate",
-            &review("CREATE", &object, None),
-        )
+        .post_json(server.admission_address, "/validate", &review("CREATE", &object, None))
         .await
         .unwrap();
     assert_eq!((status, &body["response"]["allowed"]), (200, &json!(true)));
@@ -131,11 +124,7 @@ async fn runner_crs_come_back_patched_over_tls() {
         metrics.contains("beamstack_webhook_admission_duration_seconds_bucket"),
         "{metrics}"
     );
-    assert!(
-        http_get(&format!("{admin}/readyz"))
-            .await
-            .contains("\"ready\":true")
-    );
+    assert!(http_get(&format!("{admin}/readyz")).await.contains("\"ready\":true"));
     assert_eq!(http_get(&format!("{admin}/healthz")).await, "ok\n");
     server.shutdown().await;
 }
@@ -147,19 +136,14 @@ async fn http_get(url: &str) -> String {
     let (host, path) = rest.split_once('/').unwrap();
     let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
     stream
-        .write_all(
-            format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        .write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
     // Bodies of our small admin answers come chunked or whole; strip chunk framing if present.
-    if response
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    if response.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         let mut out = String::new();
         let mut rest = body;
         while let Some((size, tail)) = rest.split_once("\r\n") {
@@ -193,12 +177,7 @@ async fn certificate_rotation_by_symlink_swap_loses_no_request() {
             let mut served = Vec::new();
             for _ in 0..150 {
                 let reply = client
-                    .request(
-                        address,
-                        "POST",
-                        "/mutate",
-                        serde_json::to_vec(&body).unwrap(),
-                    )
+                    .request(address, "POST", "/mutate", serde_json::to_vec(&body).unwrap())
                     .await;
                 served.push(reply.map(|reply| (reply.status, reply.server_cert)));
                 tokio::time::sleep(Duration::from_millis(4)).await;
@@ -210,19 +189,10 @@ async fn certificate_rotation_by_symlink_swap_loses_no_request() {
     project_secret(dir.path(), 2, &second);
     let served = flow.await.unwrap();
 
-    let failures: Vec<_> = served
-        .iter()
-        .filter(|reply| !matches!(reply, Ok((200, _))))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "requests failed during rotation: {failures:?}"
-    );
+    let failures: Vec<_> = served.iter().filter(|reply| !matches!(reply, Ok((200, _)))).collect();
+    assert!(failures.is_empty(), "requests failed during rotation: {failures:?}");
     let (old_der, new_der) = (der_of(&first.cert), der_of(&second.cert));
-    let certs: Vec<&Vec<u8>> = served
-        .iter()
-        .map(|reply| &reply.as_ref().unwrap().1)
-        .collect();
+    let certs: Vec<&Vec<u8>> = served.iter().map(|reply| &reply.as_ref().unwrap().1).collect();
     assert_eq!(
         certs.first().unwrap(),
         &&old_der,
@@ -247,12 +217,7 @@ async fn certificate_rotation_by_symlink_swap_loses_no_request() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = Client::new(&[&second.ca_cert], None);
     let reply = client
-        .request(
-            address,
-            "POST",
-            "/mutate",
-            serde_json::to_vec(&body).unwrap(),
-        )
+        .request(address, "POST", "/mutate", serde_json::to_vec(&body).unwrap())
         .await
         .unwrap();
     assert_eq!((reply.status, reply.server_cert), (200, new_der));
@@ -295,10 +260,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
             .await
             .is_err()
     );
-    let trusted = Client::new(
-        &[&serving.ca_cert],
-        Some((&api_server.cert, &api_server.key)),
-    );
+    let trusted = Client::new(&[&serving.ca_cert], Some((&api_server.cert, &api_server.key)));
     assert_eq!(
         trusted
             .request(server.admission_address, "POST", "/mutate", body)
@@ -348,14 +310,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
             400,
             "malformed-json",
         ),
-        (
-            "empty body",
-            "POST",
-            "/validate",
-            Vec::new(),
-            400,
-            "malformed-json",
-        ),
+        ("empty body", "POST", "/validate", Vec::new(), 400, "malformed-json"),
         (
             "not JSON at all",
             "POST",
@@ -414,14 +369,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
             400,
             "not-admission-review",
         ),
-        (
-            "deep nesting",
-            "POST",
-            "/validate",
-            nested(10_000),
-            400,
-            "too-deep",
-        ),
+        ("deep nesting", "POST", "/validate", nested(10_000), 400, "too-deep"),
         (
             "nesting within the limit",
             "POST",
@@ -464,14 +412,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
             413,
             "too-large",
         ),
-        (
-            "wrong path",
-            "POST",
-            "/admit",
-            good_bytes.clone(),
-            404,
-            "not-found",
-        ),
+        ("wrong path", "POST", "/admit", good_bytes.clone(), 404, "not-found"),
         (
             "wrong method",
             "GET",
@@ -503,8 +444,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
                 );
             }
         } else {
-            let answer: Value =
-                serde_json::from_str(&text).unwrap_or_else(|_| panic!("{case}: not JSON: {text}"));
+            let answer: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{case}: not JSON: {text}"));
             assert_eq!(answer["error"], expected, "{case}: {text}");
             assert!(
                 answer["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -519,9 +459,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
         assert_eq!(after.status, 200, "server stopped serving after {case}");
     }
     let reason = |text: &str| server.state.metrics.encode().contains(text);
-    assert!(reason(
-        "beamstack_webhook_bad_requests_total{reason=\"too-large\"} 1"
-    ));
+    assert!(reason("beamstack_webhook_bad_requests_total{reason=\"too-large\"} 1"));
 
     // Plain HTTP on the TLS port gets a plain answer, as Go's servers give, and the server carries on.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -566,10 +504,7 @@ fn help_documents_every_flag() {
         "BEAM_WEBHOOK_LISTEN",
         "BEAM_WEBHOOK_CONFIG",
     ] {
-        assert!(
-            help.contains(flag),
-            "--help does not mention {flag}:\n{help}"
-        );
+        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }
 }
 
@@ -624,11 +559,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     let body = serde_json::to_vec(&review("CREATE", &fixture("flink-pipeline"), None)).unwrap();
     let mut up = false;
     for _ in 0..100 {
-        if client
-            .request(address, "POST", "/mutate", body.clone())
-            .await
-            .is_ok()
-        {
+        if client.request(address, "POST", "/mutate", body.clone()).await.is_ok() {
             up = true;
             break;
         }
@@ -667,20 +598,11 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert!(status.success(), "exit status {status}");
     let results = load.await.unwrap();
     // Requests sent before the signal succeed; those after it are refused at connect, never answered with an error.
-    let answered: Vec<_> = results
-        .iter()
-        .filter_map(|result| result.as_ref().ok())
-        .collect();
+    let answered: Vec<_> = results.iter().filter_map(|result| result.as_ref().ok()).collect();
     assert!(answered.iter().all(|status| **status == 200), "{results:?}");
     let mut stderr = String::new();
     use tokio::io::AsyncReadExt;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
     assert!(stderr.contains("shutdown requested"), "{stderr}");
     assert!(stderr.contains("beam-webhook stopped"), "{stderr}");
     let admission_line = stderr
@@ -698,10 +620,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         "patched",
         "duration_us",
     ] {
-        assert!(
-            line.get(field).is_some(),
-            "log line lacks {field}: {admission_line}"
-        );
+        assert!(line.get(field).is_some(), "log line lacks {field}: {admission_line}");
     }
 }
 

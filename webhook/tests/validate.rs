@@ -10,9 +10,7 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn ready(name: &str) -> Value {
-    mutated(&state(Config::default()), "CREATE", &fixture(name))
-        .await
-        .0
+    mutated(&state(Config::default()), "CREATE", &fixture(name)).await.0
 }
 
 /// Asserts that `/validate` denies `object` naming exactly `field`, with a message containing `words`.
@@ -193,8 +191,7 @@ async fn savepoint_mode_needs_both_directories() {
         "savepoint directory",
     )
     .await;
-    object["spec"]["flinkConfiguration"]["execution.checkpointing.savepoint-dir"] =
-        json!("s3://bucket/savepoints");
+    object["spec"]["flinkConfiguration"]["execution.checkpointing.savepoint-dir"] = json!("s3://bucket/savepoints");
     let response = validated(&state(Config::default()), "CREATE", &object, None).await;
     assert_eq!(response["allowed"], true, "{response}");
 }
@@ -204,13 +201,7 @@ async fn a_pipeline_must_merge_pod_templates_by_name() {
     let mut object = ready("flink-pipeline").await;
     object["spec"]["flinkConfiguration"][beamstack::MERGE_BY_NAME_KEY] = json!("false");
     let field = format!("spec.flinkConfiguration.{}", beamstack::MERGE_BY_NAME_KEY);
-    assert_denied(
-        &Config::default(),
-        &object,
-        &field,
-        "folded into another container",
-    )
-    .await;
+    assert_denied(&Config::default(), &object, &field, "folded into another container").await;
 }
 
 #[tokio::test]
@@ -228,10 +219,7 @@ async fn flink_updates_cannot_switch_cluster_kind_or_mode() {
             .contains("an application cluster into a session cluster")
     );
     // The same object as a CREATE is a valid session cluster: the rule reads oldObject.
-    assert_eq!(
-        validated(&state, "CREATE", &session, None).await["allowed"],
-        true
-    );
+    assert_eq!(validated(&state, "CREATE", &session, None).await["allowed"], true);
 
     let mut standalone = old.clone();
     standalone["spec"]["mode"] = json!("standalone");
@@ -296,11 +284,7 @@ async fn each_spark_rule_names_its_field() {
             "metadata.name",
             "DNS-1035",
         ),
-        (
-            |o| o["metadata"]["name"] = json!("1pi"),
-            "metadata.name",
-            "DNS-1035",
-        ),
+        (|o| o["metadata"]["name"] = json!("1pi"), "metadata.name", "DNS-1035"),
         (
             |o| {
                 o["spec"]["nodeSelector"] = json!({"a": "b"});
@@ -325,10 +309,7 @@ async fn each_spark_rule_names_its_field() {
             "set by the Spark operator",
         ),
         (
-            |o| {
-                o["spec"]["sparkConf"] =
-                    json!({"spark.kubernetes.authenticate.driver.serviceAccountName": "root"})
-            },
+            |o| o["spec"]["sparkConf"] = json!({"spark.kubernetes.authenticate.driver.serviceAccountName": "root"}),
             "spec.sparkConf.spark.kubernetes.authenticate.driver.serviceAccountName",
             "set by the Spark operator",
         ),
@@ -363,10 +344,7 @@ async fn each_spark_rule_names_its_field() {
             "at least 1",
         ),
         (
-            |o| {
-                o["spec"]["dynamicAllocation"] =
-                    json!({"enabled": true, "minExecutors": 5, "maxExecutors": 2})
-            },
+            |o| o["spec"]["dynamicAllocation"] = json!({"enabled": true, "minExecutors": 5, "maxExecutors": 2}),
             "spec.dynamicAllocation.minExecutors",
             "more than maxExecutors",
         ),
@@ -403,22 +381,11 @@ async fn images_must_come_from_allowed_registries() {
     config.validation.allowed_registries = vec!["docker.io/apache".into(), "ghcr.io/acme".into()];
     let state = state(config.clone());
     // apache/flink and the injected apache/beam_python harness are allowed.
-    let pipeline = mutated(&state, "CREATE", &fixture("flink-pipeline"))
-        .await
-        .0;
-    assert_eq!(
-        validated(&state, "CREATE", &pipeline, None).await["allowed"],
-        true
-    );
+    let pipeline = mutated(&state, "CREATE", &fixture("flink-pipeline")).await.0;
+    assert_eq!(validated(&state, "CREATE", &pipeline, None).await["allowed"], true);
     let mut object = pipeline.clone();
     object["spec"]["image"] = json!("flink:1.20");
-    assert_denied(
-        &config,
-        &object,
-        "spec.image",
-        "not from an allowed registry",
-    )
-    .await;
+    assert_denied(&config, &object, "spec.image", "not from an allowed registry").await;
     let mut object = pipeline;
     object["spec"]["taskManager"]["podTemplate"]["spec"]["initContainers"] =
         json!([{"name": "fetch", "image": "evil.io/fetch:1"}]);
@@ -429,18 +396,14 @@ async fn images_must_come_from_allowed_registries() {
         "evil.io/fetch:1",
     )
     .await;
-    let mut spark = mutated(&state, "CREATE", &fixture("spark-pipeline"))
-        .await
-        .0;
-    spark["spec"]["executor"]["sidecars"][0]["image"] =
-        json!("ghcr.io/acme/beam_python3.11_sdk:2.77.0");
+    let mut spark = mutated(&state, "CREATE", &fixture("spark-pipeline")).await.0;
+    spark["spec"]["executor"]["sidecars"][0]["image"] = json!("ghcr.io/acme/beam_python3.11_sdk:2.77.0");
     assert_eq!(
         validated(&state, "CREATE", &spark, None).await["allowed"],
         true,
         "apache/spark and ghcr.io/acme are allowed"
     );
-    spark["spec"]["executor"]["sidecars"][0]["image"] =
-        json!("quay.io/other/beam_python3.11_sdk:2.77.0");
+    spark["spec"]["executor"]["sidecars"][0]["image"] = json!("quay.io/other/beam_python3.11_sdk:2.77.0");
     assert_denied(
         &config,
         &spark,
@@ -459,10 +422,7 @@ async fn harness_images_must_match_the_pipeline_versions() {
         .unwrap()
         .push(json!({"name": "extra-pool", "image": "apache/beam_python3.10_sdk:2.76.0"}));
     let response = validated(&state(config.clone()), "CREATE", &object, None).await;
-    assert_eq!(
-        denied_fields(&response),
-        ["spec.podTemplate.spec.containers[1].image"]
-    );
+    assert_eq!(denied_fields(&response), ["spec.podTemplate.spec.containers[1].image"]);
     let message = response["status"]["message"].as_str().unwrap();
     assert!(
         message.contains("Python 3.10 but the pipeline runs Python 3.11"),
@@ -478,8 +438,7 @@ async fn harness_images_must_match_the_pipeline_versions() {
         json!("apache/beam_python3.12_sdk:2.77.0");
     let response = validated(&state(config.clone()), "CREATE", &override_image, None).await;
     assert!(
-        denied_fields(&response)
-            .contains(&"metadata.annotations[beamstack.dev/harness-image]".to_owned()),
+        denied_fields(&response).contains(&"metadata.annotations[beamstack.dev/harness-image]".to_owned()),
         "{response}"
     );
 
@@ -539,8 +498,5 @@ async fn bad_objects_inside_a_good_review_are_denied_with_the_field() {
     }
     review["request"].as_object_mut().unwrap().remove("object");
     let response = answer(&state, "/validate", &review).await;
-    assert_eq!(
-        response["status"]["message"],
-        "request.object: required for CREATE"
-    );
+    assert_eq!(response["status"]["message"], "request.object: required for CREATE");
 }

@@ -15,9 +15,7 @@ use crate::mutate::{self, Mutation};
 use crate::validate::{self, Subject, Violation};
 use base64::Engine;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
-use review::{
-    AdmissionRequest, AdmissionResponse, AdmissionReviewRequest, AdmissionReviewResponse, Operation,
-};
+use review::{AdmissionRequest, AdmissionResponse, AdmissionReviewRequest, AdmissionReviewResponse, Operation};
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -118,11 +116,7 @@ impl Admission {
             patched: false,
             denied_by: Vec::new(),
         };
-        let kind = RunnerKind::from_gvk(
-            &request.kind.group,
-            &request.kind.version,
-            &request.kind.kind,
-        );
+        let kind = RunnerKind::from_gvk(&request.kind.group, &request.kind.version, &request.kind.kind);
         let judged = matches!(request.operation, Operation::Create | Operation::Update)
             && request.sub_resource.as_deref().is_none_or(str::is_empty);
         let (Some(kind), true) = (kind, judged) else {
@@ -134,11 +128,7 @@ impl Admission {
         };
         record.ours = true;
         let response = match request.object.as_ref() {
-            None => invalid_request(
-                &request.uid,
-                "request.object",
-                format!("required for {operation}"),
-            ),
+            None => invalid_request(&request.uid, "request.object", format!("required for {operation}")),
             Some(object) if !object.is_object() => invalid_request(
                 &request.uid,
                 "request.object",
@@ -152,9 +142,7 @@ impl Admission {
                 }
                 let answer = catch_unwind(AssertUnwindSafe(|| match endpoint {
                     Endpoint::Mutate => self.mutate_response(kind, &request, object),
-                    Endpoint::Validate => {
-                        self.validate_response(kind, &request, object, &record.name)
-                    }
+                    Endpoint::Validate => self.validate_response(kind, &request, object, &record.name),
                 }));
                 match answer {
                     Ok((response, rules)) => {
@@ -248,39 +236,29 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
                 "not-admission-review",
                 "request body must be a JSON object: an AdmissionReview",
             ),
-            Some(error) => BadRequest::new(
-                "malformed-json",
-                format!("request body is not valid JSON: {error}"),
-            ),
+            Some(error) => BadRequest::new("malformed-json", format!("request body is not valid JSON: {error}")),
         });
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    let review: AdmissionReviewRequest =
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let path = shorten(&error.path().to_string());
-            let inner = error.into_inner();
-            if inner.to_string().starts_with("recursion limit exceeded") {
-                BadRequest::new(
-                    "too-deep",
-                    format!("request body is nested too deeply (over 128 levels) at `{path}`"),
-                )
-            } else if syntax_error().is_some() {
-                BadRequest::new(
-                    "malformed-json",
-                    format!("request body is not valid JSON: {inner}"),
-                )
-            } else if path == "." {
-                BadRequest::new(
-                    "not-admission-review",
-                    format!("request body is not an AdmissionReview: {inner}"),
-                )
-            } else {
-                BadRequest::new(
-                    "invalid-field",
-                    format!("AdmissionReview field `{path}`: {inner}"),
-                )
-            }
-        })?;
+    let review: AdmissionReviewRequest = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = shorten(&error.path().to_string());
+        let inner = error.into_inner();
+        if inner.to_string().starts_with("recursion limit exceeded") {
+            BadRequest::new(
+                "too-deep",
+                format!("request body is nested too deeply (over 128 levels) at `{path}`"),
+            )
+        } else if syntax_error().is_some() {
+            BadRequest::new("malformed-json", format!("request body is not valid JSON: {inner}"))
+        } else if path == "." {
+            BadRequest::new(
+                "not-admission-review",
+                format!("request body is not an AdmissionReview: {inner}"),
+            )
+        } else {
+            BadRequest::new("invalid-field", format!("AdmissionReview field `{path}`: {inner}"))
+        }
+    })?;
     if review.api_version.as_deref() != Some(review::API_VERSION) {
         return Err(BadRequest::new(
             "wrong-api-version",
@@ -303,12 +281,9 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
             ),
         ));
     }
-    let request = review.request.ok_or_else(|| {
-        BadRequest::new(
-            "missing-request",
-            "AdmissionReview has no `request`: nothing to review",
-        )
-    })?;
+    let request = review
+        .request
+        .ok_or_else(|| BadRequest::new("missing-request", "AdmissionReview has no `request`: nothing to review"))?;
     if request.uid.is_empty() {
         return Err(BadRequest::new(
             "missing-uid",

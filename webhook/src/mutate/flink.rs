@@ -13,11 +13,7 @@ pub const MERGE_BY_NAME_KEY: &str = "kubernetes.operator.pod-template.merge-arra
 
 pub fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Changes) {
     if let Some(spec) = tree::object_at(object, &["spec"])
-        && tree::set_if_unset(
-            spec,
-            "serviceAccount",
-            Value::from(config.service_account.clone()),
-        )
+        && tree::set_if_unset(spec, "serviceAccount", Value::from(config.service_account.clone()))
     {
         changes.note("spec.serviceAccount");
     }
@@ -36,22 +32,12 @@ pub fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Ch
         }
     }
     if !config.placement.is_empty() {
-        place_pods(
-            object,
-            &["spec", "podTemplate", "spec"],
-            &config.placement,
-            changes,
-        );
+        place_pods(object, &["spec", "podTemplate", "spec"], &config.placement, changes);
     }
 }
 
 /// Merges tolerations, nodeSelector and priorityClassName into a pod spec, keeping what it has.
-pub fn place_pods(
-    object: &mut Value,
-    pod_spec_path: &[&str],
-    placement: &Placement,
-    changes: &mut Changes,
-) {
+pub fn place_pods(object: &mut Value, pod_spec_path: &[&str], placement: &Placement, changes: &mut Changes) {
     let Some(pod_spec) = tree::object_at(object, pod_spec_path) else {
         return;
     };
@@ -75,23 +61,14 @@ pub fn place_pods(
         changes.note(format!("{path}.nodeSelector"));
     }
     if let Some(priority_class) = &placement.priority_class_name
-        && tree::set_if_unset(
-            pod_spec,
-            "priorityClassName",
-            Value::from(priority_class.clone()),
-        )
+        && tree::set_if_unset(pod_spec, "priorityClassName", Value::from(priority_class.clone()))
     {
         changes.note(format!("{path}.priorityClassName"));
     }
 }
 
 /// Puts the worker pool beside `flink-main-container` in every TaskManager pod, with a shared artifact volume.
-pub fn inject_harness(
-    object: &mut Value,
-    spec: &HarnessSpec,
-    config: &HarnessConfig,
-    changes: &mut Changes,
-) {
+pub fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &HarnessConfig, changes: &mut Changes) {
     // Merge by name, unless the user decided otherwise (validation then explains why that breaks the harness).
     let has_merge_key = tree::get(object, &["spec", "flinkConfiguration"])
         .map(|configuration| {
@@ -100,14 +77,11 @@ pub fn inject_harness(
                 .any(|(key, _)| key == MERGE_BY_NAME_KEY)
         })
         .unwrap_or(false);
-    if !has_merge_key
-        && let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"])
-    {
+    if !has_merge_key && let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"]) {
         configuration.insert(MERGE_BY_NAME_KEY.to_owned(), Value::from("true"));
         changes.note(format!("spec.flinkConfiguration.{MERGE_BY_NAME_KEY}"));
     }
-    let Some(pod_spec) = tree::object_at(object, &["spec", "taskManager", "podTemplate", "spec"])
-    else {
+    let Some(pod_spec) = tree::object_at(object, &["spec", "taskManager", "podTemplate", "spec"]) else {
         return;
     };
     let mut changed = false;

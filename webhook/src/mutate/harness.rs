@@ -7,11 +7,7 @@ use serde_json::{Map, Value, json};
 
 /// Makes the container Beamstack owns look as the harness spec says, keeping anything else the user put on it
 /// (extra args, env, a resources block of their own). Returns whether it changed anything.
-pub fn reconcile_container(
-    container: &mut Map<String, Value>,
-    spec: &HarnessSpec,
-    config: &HarnessConfig,
-) -> bool {
+pub fn reconcile_container(container: &mut Map<String, Value>, spec: &HarnessSpec, config: &HarnessConfig) -> bool {
     let mut changed = false;
     if container.get("image").and_then(Value::as_str) != Some(spec.image.as_str()) {
         container.insert("image".into(), Value::from(spec.image.clone()));
@@ -24,13 +20,11 @@ pub fn reconcile_container(
         changed = true;
     }
     if let Some(ports) = tree::array_in(container, "ports") {
-        let has_port = ports.iter().any(|port| {
-            port.get("containerPort").and_then(Value::as_i64) == Some(i64::from(config.port))
-        });
+        let has_port = ports
+            .iter()
+            .any(|port| port.get("containerPort").and_then(Value::as_i64) == Some(i64::from(config.port)));
         if !has_port {
-            ports.push(
-                json!({"name": "worker-pool", "containerPort": config.port, "protocol": "TCP"}),
-            );
+            ports.push(json!({"name": "worker-pool", "containerPort": config.port, "protocol": "TCP"}));
             changed = true;
         }
     }
@@ -47,9 +41,10 @@ pub fn ensure_mount(container: &mut Map<String, Value>, config: &HarnessConfig) 
     let Some(mounts) = tree::array_in(container, "volumeMounts") else {
         return false;
     };
-    if mounts.iter().any(|mount| {
-        mount.get("name").and_then(Value::as_str) == Some(config.artifact_volume.as_str())
-    }) {
+    if mounts
+        .iter()
+        .any(|mount| mount.get("name").and_then(Value::as_str) == Some(config.artifact_volume.as_str()))
+    {
         return false;
     }
     mounts.push(json!({"name": config.artifact_volume, "mountPath": config.artifact_mount_path}));
@@ -58,9 +53,10 @@ pub fn ensure_mount(container: &mut Map<String, Value>, config: &HarnessConfig) 
 
 /// Adds the artifact-staging emptyDir to a volume list unless a volume of that name exists.
 pub fn ensure_volume(volumes: &mut Vec<Value>, config: &HarnessConfig) -> bool {
-    if volumes.iter().any(|volume| {
-        volume.get("name").and_then(Value::as_str) == Some(config.artifact_volume.as_str())
-    }) {
+    if volumes
+        .iter()
+        .any(|volume| volume.get("name").and_then(Value::as_str) == Some(config.artifact_volume.as_str()))
+    {
         return false;
     }
     volumes.push(json!({"name": config.artifact_volume, "emptyDir": {}}));

@@ -66,9 +66,7 @@ pub fn apply(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
     if !object.is_object() {
         return changes;
     }
-    let harness = crate::harness::harness_for(object, &config.harness)
-        .ok()
-        .flatten();
+    let harness = crate::harness::harness_for(object, &config.harness).ok().flatten();
     match kind {
         RunnerKind::FlinkDeployment => {
             flink::apply_defaults(object, &config.flink, &mut changes);

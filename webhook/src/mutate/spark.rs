@@ -8,12 +8,7 @@ use serde_json::Value;
 
 const ROLES: [&str; 2] = ["driver", "executor"];
 
-pub fn apply_defaults(
-    object: &mut Value,
-    spec_path: &[&str],
-    config: &SparkConfig,
-    changes: &mut Changes,
-) {
+pub fn apply_defaults(object: &mut Value, spec_path: &[&str], config: &SparkConfig, changes: &mut Changes) {
     let Some(spec) = spec_value(object, spec_path) else {
         return;
     };
@@ -29,24 +24,15 @@ pub fn apply_defaults(
             changes.note(field(&format!("{role}.memory")));
         }
     }
-    let dynamic_allocation =
-        tree::get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
+    let dynamic_allocation = tree::get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
     if !dynamic_allocation
         && let Some(executor) = tree::object_at(spec, &["executor"])
-        && tree::set_if_unset(
-            executor,
-            "instances",
-            Value::from(config.executor_instances),
-        )
+        && tree::set_if_unset(executor, "instances", Value::from(config.executor_instances))
     {
         changes.note(field("executor.instances"));
     }
     if let Some(driver) = tree::object_at(spec, &["driver"])
-        && tree::set_if_unset(
-            driver,
-            "serviceAccount",
-            Value::from(config.service_account.clone()),
-        )
+        && tree::set_if_unset(driver, "serviceAccount", Value::from(config.service_account.clone()))
     {
         changes.note(field("driver.serviceAccount"));
     }
@@ -69,9 +55,7 @@ pub fn apply_defaults(
 /// The SparkApplication spec at `spec_path`, if it is an object (or absent, then created).
 fn spec_value<'a>(object: &'a mut Value, spec_path: &[&str]) -> Option<&'a mut Value> {
     tree::object_at(object, spec_path)?;
-    spec_path
-        .iter()
-        .try_fold(object, |node, key| node.get_mut(*key))
+    spec_path.iter().try_fold(object, |node, key| node.get_mut(*key))
 }
 
 fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, changes: &mut Changes) {
@@ -99,11 +83,7 @@ fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, change
             let Some(role_spec) = tree::object_at(spec, &[role]) else {
                 continue;
             };
-            if tree::set_if_unset(
-                role_spec,
-                "priorityClassName",
-                Value::from(priority_class.clone()),
-            ) {
+            if tree::set_if_unset(role_spec, "priorityClassName", Value::from(priority_class.clone())) {
                 changes.note(field(&format!("{role}.priorityClassName")));
             }
         }
@@ -117,10 +97,7 @@ fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, change
                 .is_some_and(|selector| !selector.is_empty())
         });
         let targets: Vec<Vec<&str>> = if role_level {
-            ROLES
-                .iter()
-                .map(|role| vec![*role, "nodeSelector"])
-                .collect()
+            ROLES.iter().map(|role| vec![*role, "nodeSelector"]).collect()
         } else {
             vec![vec!["nodeSelector"]]
         };

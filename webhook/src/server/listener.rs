@@ -17,8 +17,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// What a plain-HTTP client gets on the TLS port, as Go's net/http answers it.
-const PLAIN_HTTP_ANSWER: &[u8] =
-    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
 Client sent an HTTP request to an HTTPS server: the admission port speaks TLS only.\n";
 
 pub async fn serve_tls(
@@ -76,9 +75,7 @@ pub async fn serve_tls(
                 }
             };
             let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
+            let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }

@@ -47,11 +47,7 @@ impl AppState {
 }
 
 fn error_response(status: StatusCode, reason: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": reason, "message": message})),
-    )
-        .into_response()
+    (status, axum::Json(json!({"error": reason, "message": message}))).into_response()
 }
 
 /// `POST /mutate` and `POST /validate`. Anything else gets a JSON 404 or 405.
@@ -77,17 +73,11 @@ pub fn admission_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn mutate(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn mutate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     handle(&state, Endpoint::Mutate, body)
 }
 
-async fn validate(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn validate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     handle(&state, Endpoint::Validate, body)
 }
 
@@ -111,20 +101,14 @@ fn handle(state: &AppState, endpoint: Endpoint, body: Result<Bytes, BytesRejecti
                 )
             };
             state.metrics.record_bad_request(reason);
-            tracing::warn!(
-                endpoint = endpoint.as_str(),
-                reason,
-                "admission request refused"
-            );
+            tracing::warn!(endpoint = endpoint.as_str(), reason, "admission request refused");
             return error_response(status, reason, &message);
         }
     };
     match state.admission.review(endpoint, &body) {
         Ok(outcome) => {
             let elapsed = started.elapsed();
-            state
-                .metrics
-                .record_admission(endpoint, &outcome.record, elapsed);
+            state.metrics.record_admission(endpoint, &outcome.record, elapsed);
             let record = &outcome.record;
             tracing::info!(
                 endpoint = endpoint.as_str(),
@@ -243,19 +227,14 @@ impl Server {
         };
         let admission_listener = bind(options.listen).await?;
         let admin_listener = bind(options.admin_listen).await?;
-        let admission_address =
-            admission_listener
-                .local_addr()
-                .map_err(|source| ServeError::Bind {
-                    address: options.listen,
-                    source,
-                })?;
-        let admin_address = admin_listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind {
-                address: options.admin_listen,
-                source,
-            })?;
+        let admission_address = admission_listener.local_addr().map_err(|source| ServeError::Bind {
+            address: options.listen,
+            source,
+        })?;
+        let admin_address = admin_listener.local_addr().map_err(|source| ServeError::Bind {
+            address: options.admin_listen,
+            source,
+        })?;
         let (shutdown, shutdown_signal) = tokio::sync::watch::channel(false);
         let reloader = store.watch(options.reload_interval, Arc::clone(&state.metrics));
         let admission_task = tokio::spawn(listener::serve_tls(

@@ -20,10 +20,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} holds no PEM certificate: expected a -----BEGIN CERTIFICATE----- block")]
     NoCertificate { path: String },
     #[error("{path} holds no PEM private key: expected a PKCS#8, PKCS#1 or SEC1 key block")]
@@ -120,11 +117,7 @@ impl CertificateStore {
     }
 
     /// Polls the files every `interval` until the process ends, logging and counting every reload.
-    pub fn watch(
-        self: Arc<Self>,
-        interval: Duration,
-        metrics: Arc<Metrics>,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn watch(self: Arc<Self>, interval: Duration, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,10 +166,7 @@ impl ResolvesServerCert for Resolver {
 
 /// A rustls server configuration: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1, the store's certificate, and client
 /// certificates required when a client CA is given.
-pub fn server_config(
-    store: Arc<CertificateStore>,
-    client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(store: Arc<CertificateStore>, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;

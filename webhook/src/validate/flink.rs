@@ -11,8 +11,7 @@ use serde_json::Value;
 use std::sync::LazyLock;
 
 /// The operator's name rule: the name becomes a Deployment, a Service and a Flink cluster id.
-static NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z]([-a-z\d]{0,43}[a-z\d])?$").unwrap());
+static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]([-a-z\d]{0,43}[a-z\d])?$").unwrap());
 
 const FORBIDDEN_KEYS: [&str; 3] = [
     "kubernetes.namespace",
@@ -20,10 +19,7 @@ const FORBIDDEN_KEYS: [&str; 3] = [
     "high-availability.cluster-id",
 ];
 const CHECKPOINT_DIR_KEYS: [&str; 2] = ["execution.checkpointing.dir", "state.checkpoints.dir"];
-const SAVEPOINT_DIR_KEYS: [&str; 2] = [
-    "execution.checkpointing.savepoint-dir",
-    "state.savepoints.dir",
-];
+const SAVEPOINT_DIR_KEYS: [&str; 2] = ["execution.checkpointing.savepoint-dir", "state.savepoints.dir"];
 
 pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violation>) {
     let object = subject.object;
@@ -32,16 +28,11 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
         None | Some(Value::Null) => out.push(Violation::new(
             "flink-version",
             "spec.flinkVersion",
-            format!(
-                "required: set one of {}",
-                config.flink.supported_versions.join(", ")
-            ),
+            format!("required: set one of {}", config.flink.supported_versions.join(", ")),
         )),
         Some(Value::String(version)) if config.flink.supported_versions.contains(version) => {}
         Some(other) => {
-            let shown = other
-                .as_str()
-                .map_or_else(|| other.to_string(), str::to_owned);
+            let shown = other.as_str().map_or_else(|| other.to_string(), str::to_owned);
             let hint = if FLINK_VERSION_PATTERN.is_match(&shown) {
                 "is not supported here"
             } else {
@@ -83,8 +74,7 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
             .find(|(name, _)| name == key)
             .map(|(_, value)| *value)
     };
-    let job_manager_replicas =
-        get(object, &["spec", "jobManager", "replicas"]).and_then(Value::as_i64);
+    let job_manager_replicas = get(object, &["spec", "jobManager", "replicas"]).and_then(Value::as_i64);
     if job_manager_replicas.is_some_and(|count| count > 1) {
         let high_availability = ["high-availability.type", "high-availability"]
             .iter()
@@ -102,10 +92,7 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
     check_forbidden_keys(&configuration, out);
     if let Some(job) = get(object, &["spec", "job"]).filter(|job| !job.is_null()) {
         check_parallelism(job, out);
-        let upgrade_mode = job
-            .get("upgradeMode")
-            .and_then(Value::as_str)
-            .unwrap_or("stateless");
+        let upgrade_mode = job.get("upgradeMode").and_then(Value::as_str).unwrap_or("stateless");
         let has_any = |keys: &[&str]| {
             keys.iter()
                 .any(|key| setting(key).is_some_and(|value| !value.is_null()))
@@ -167,11 +154,7 @@ pub fn session_job(subject: &Subject<'_>, out: &mut Vec<Violation>) {
             "required: a session job needs a job",
         )),
         Some(job) => {
-            if job
-                .get("jarURI")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            if job.get("jarURI").and_then(Value::as_str).is_none_or(str::is_empty) {
                 out.push(Violation::new(
                     "flink-session-job",
                     "spec.job.jarURI",
@@ -205,13 +188,13 @@ fn check_name(object: &Value, out: &mut Vec<Violation>) {
         && !NAME.is_match(name)
     {
         out.push(Violation::new(
-                "flink-name",
-                "metadata.name",
-                format!(
-                    "`{name}` is not a valid FlinkDeployment name: use at most 45 lowercase letters, digits and \
+            "flink-name",
+            "metadata.name",
+            format!(
+                "`{name}` is not a valid FlinkDeployment name: use at most 45 lowercase letters, digits and \
                      '-', starting with a letter and ending with a letter or digit"
-                ),
-            ));
+            ),
+        ));
     }
 }
 
@@ -296,11 +279,7 @@ fn check_transition(old: &Value, new: &Value, out: &mut Vec<Violation>) {
             format!("cannot turn {from} cluster into {to} cluster: delete the FlinkDeployment and create it anew"),
         ));
     }
-    let mode = |object: &Value| {
-        get_str(object, &["spec", "mode"])
-            .unwrap_or("native")
-            .to_owned()
-    };
+    let mode = |object: &Value| get_str(object, &["spec", "mode"]).unwrap_or("native").to_owned();
     if mode(old) != mode(new) {
         out.push(Violation::new(
             "flink-immutable",

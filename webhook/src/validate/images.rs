@@ -39,10 +39,7 @@ pub fn check(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violation>) {
                 .map(|(path, image)| (path.clone(), image.as_str()))
                 .collect();
             if spec.image_from_annotation {
-                checked.push((
-                    format!("metadata.annotations[{ANNOTATION_IMAGE}]"),
-                    spec.image.as_str(),
-                ));
+                checked.push((format!("metadata.annotations[{ANNOTATION_IMAGE}]"), spec.image.as_str()));
             }
             for (path, image) in checked {
                 if let Some(message) = contradiction(&spec, subject.object, image) {
@@ -59,9 +56,7 @@ fn contradiction(spec: &HarnessSpec, object: &Value, image: &str) -> Option<Stri
     let (want_python, want_beam) = declared_versions(spec, object)?;
     let mut problems = Vec::new();
     if python != want_python {
-        problems.push(format!(
-            "Python {python} but the pipeline runs Python {want_python}"
-        ));
+        problems.push(format!("Python {python} but the pipeline runs Python {want_python}"));
     }
     if let (Some(tag), Some(want_beam)) = (&tag, &want_beam)
         && tag != want_beam
@@ -82,8 +77,8 @@ fn contradiction(spec: &HarnessSpec, object: &Value, image: &str) -> Option<Stri
 /// the declaration (a custom image that is not a Beam SDK image declares nothing we can check).
 fn declared_versions(spec: &HarnessSpec, object: &Value) -> Option<(String, Option<String>)> {
     let annotated = |key: &str| get(object, &["metadata", "annotations", key]).is_some();
-    let versions_annotated = annotated(harness::ANNOTATION_PYTHON_VERSION)
-        || annotated(harness::ANNOTATION_BEAM_VERSION);
+    let versions_annotated =
+        annotated(harness::ANNOTATION_PYTHON_VERSION) || annotated(harness::ANNOTATION_BEAM_VERSION);
     if spec.image_from_annotation && !versions_annotated {
         return harness::parse_python_sdk_image(&spec.image);
     }
@@ -99,11 +94,8 @@ fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
             found.push((path, image.to_owned()));
         }
     };
-    let containers_of = |pod_spec_path: &[&str],
-                         key: &str,
-                         add: &mut dyn FnMut(String, Option<&Value>)| {
-        if let Some(list) = get(object, &[pod_spec_path, &[key]].concat()).and_then(Value::as_array)
-        {
+    let containers_of = |pod_spec_path: &[&str], key: &str, add: &mut dyn FnMut(String, Option<&Value>)| {
+        if let Some(list) = get(object, &[pod_spec_path, &[key]].concat()).and_then(Value::as_array) {
             for (index, container) in list.iter().enumerate() {
                 add(
                     field(pod_spec_path, &format!("{key}[{index}].image")),
@@ -126,10 +118,7 @@ fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
         }
         Runner::Spark => {
             let spec = subject.kind.spec_path();
-            add(
-                field(spec, "image"),
-                get(object, &[spec, &["image"]].concat()),
-            );
+            add(field(spec, "image"), get(object, &[spec, &["image"]].concat()));
             for role in ["driver", "executor"] {
                 let role_path = [spec, &[role]].concat();
                 add(
@@ -165,11 +154,7 @@ pub fn normalize_image(image: &str) -> String {
 /// An entry is a registry (`ghcr.io`) or a repository prefix (`docker.io/apache`); it matches whole path segments.
 fn registry_allows(entry: &str, image: &str) -> bool {
     let entry = entry.trim().trim_end_matches('/');
-    let entry = if entry.contains('/')
-        || entry.contains('.')
-        || entry.contains(':')
-        || entry == "localhost"
-    {
+    let entry = if entry.contains('/') || entry.contains('.') || entry.contains(':') || entry == "localhost" {
         entry.to_owned()
     } else {
         format!("docker.io/{entry}")
@@ -184,10 +169,7 @@ mod tests {
 
     #[test]
     fn images_normalize_like_docker() {
-        assert_eq!(
-            normalize_image("flink:1.20"),
-            "docker.io/library/flink:1.20"
-        );
+        assert_eq!(normalize_image("flink:1.20"), "docker.io/library/flink:1.20");
         assert_eq!(
             normalize_image("apache/beam_python3.11_sdk:2.77.0"),
             "docker.io/apache/beam_python3.11_sdk:2.77.0"
@@ -200,10 +182,7 @@ mod tests {
     #[test]
     fn allowlist_matches_whole_segments() {
         assert!(registry_allows("docker.io", "flink:1.20"));
-        assert!(registry_allows(
-            "docker.io/apache",
-            "apache/beam_python3.11_sdk:2.77.0"
-        ));
+        assert!(registry_allows("docker.io/apache", "apache/beam_python3.11_sdk:2.77.0"));
         assert!(!registry_allows("docker.io/apache", "apachex/evil:1"));
         assert!(registry_allows("ghcr.io/acme", "ghcr.io/acme/job:1"));
         assert!(!registry_allows("ghcr.io/acme", "ghcr.io/acmeevil/job:1"));

@@ -53,11 +53,7 @@ pub struct Subject<'a> {
 pub fn validate(subject: &Subject<'_>, config: &Config) -> Vec<Violation> {
     let mut violations = Vec::new();
     if !subject.object.is_object() {
-        violations.push(Violation::new(
-            "object",
-            "",
-            "the object must be a JSON object",
-        ));
+        violations.push(Violation::new("object", "", "the object must be a JSON object"));
         return violations;
     }
     match subject.kind {

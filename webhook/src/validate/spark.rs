@@ -8,8 +8,7 @@ use serde_json::Value;
 use std::sync::LazyLock;
 
 /// DNS-1035 label: the operator derives pod and service names from it.
-static DNS_1035: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$").unwrap());
+static DNS_1035: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$").unwrap());
 /// sparkConf keys the operator sets itself from the spec; a value here would fight it.
 static DENIED_CONF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(spark\.master|spark\.kubernetes\.authenticate\.[^.]+\.serviceAccountName|spark\.kubernetes\.([^.]+\.)?container\.image)$")
@@ -23,13 +22,13 @@ pub fn application(subject: &Subject<'_>, out: &mut Vec<Violation>) {
         && !DNS_1035.is_match(name)
     {
         out.push(Violation::new(
-                "spark-name",
-                "metadata.name",
-                format!(
-                    "`{name}` is not a DNS-1035 label: use at most 63 lowercase letters, digits and '-', \
+            "spark-name",
+            "metadata.name",
+            format!(
+                "`{name}` is not a DNS-1035 label: use at most 63 lowercase letters, digits and '-', \
                      starting with a letter and ending with a letter or digit"
-                ),
-            ));
+            ),
+        ));
     }
     let Some(spec) = get(object, path).filter(|spec| spec.is_object()) else {
         out.push(Violation::new(
@@ -70,9 +69,7 @@ pub fn application(subject: &Subject<'_>, out: &mut Vec<Violation>) {
                     out.push(Violation::new(
                         "spark-conf",
                         field(path, &format!("sparkConf.{key}")),
-                        format!(
-                            "must be the application's own namespace `{namespace}` or be removed"
-                        ),
+                        format!("must be the application's own namespace `{namespace}` or be removed"),
                     ));
                 }
             }

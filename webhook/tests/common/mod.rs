@@ -15,16 +15,13 @@ use std::sync::{Arc, LazyLock, Mutex};
 use tower::ServiceExt;
 
 pub fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
 }
 
 /// A runner object from `tests/fixtures/objects/<name>.yaml`, as the JSON the API server would send.
 pub fn fixture(name: &str) -> Value {
     let path = repo_path(&format!("tests/fixtures/objects/{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -73,14 +70,11 @@ pub async fn post(state: &Arc<AppState>, path: &str, body: Vec<u8>) -> (StatusCo
         .header("content-type", "application/json")
         .body(Body::from(body))
         .unwrap();
-    let response = admission_router(Arc::clone(state))
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = admission_router(Arc::clone(state)).oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value)
 }
 
@@ -104,25 +98,16 @@ pub fn patch_of(response: &Value) -> json_patch::Patch {
         None => json_patch::Patch(Vec::new()),
         Some(encoded) => {
             assert_eq!(response["patchType"], "JSONPatch");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
             serde_json::from_slice(&bytes).unwrap()
         }
     }
 }
 
 /// Runs `/mutate` on an object and returns the patched object and the patch.
-pub async fn mutated(
-    state: &Arc<AppState>,
-    operation: &str,
-    object: &Value,
-) -> (Value, json_patch::Patch) {
+pub async fn mutated(state: &Arc<AppState>, operation: &str, object: &Value) -> (Value, json_patch::Patch) {
     let response = answer(state, "/mutate", &review(operation, object, None)).await;
-    assert_eq!(
-        response["allowed"], true,
-        "mutation never denies: {response}"
-    );
+    assert_eq!(response["allowed"], true, "mutation never denies: {response}");
     let patch = patch_of(&response);
     let mut patched = object.clone();
     json_patch::patch(&mut patched, &patch).unwrap();
@@ -130,12 +115,7 @@ pub async fn mutated(
 }
 
 /// Runs `/validate` and returns the response.
-pub async fn validated(
-    state: &Arc<AppState>,
-    operation: &str,
-    object: &Value,
-    old: Option<&Value>,
-) -> Value {
+pub async fn validated(state: &Arc<AppState>, operation: &str, object: &Value, old: Option<&Value>) -> Value {
     answer(state, "/validate", &review(operation, object, old)).await
 }
 
@@ -152,8 +132,7 @@ pub fn denied_fields(response: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-static SCHEMAS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
-    LazyLock::new(Default::default);
+static SCHEMAS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = LazyLock::new(Default::default);
 
 /// The CRD's openAPIV3Schema for an object's kind, from `tests/crds/`.
 pub fn crd_validator(kind: &str) -> Arc<jsonschema::Validator> {

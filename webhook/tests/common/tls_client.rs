@@ -32,11 +32,10 @@ impl Client {
                 roots.add(cert.unwrap()).unwrap();
             }
         }
-        let builder =
-            rustls::ClientConfig::builder_with_provider(beamstack::server::tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots);
+        let builder = rustls::ClientConfig::builder_with_provider(beamstack::server::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
         let config = match identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => builder
@@ -56,13 +55,7 @@ impl Client {
         }
     }
 
-    pub async fn request(
-        &self,
-        address: SocketAddr,
-        method: &str,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<Reply, String> {
+    pub async fn request(&self, address: SocketAddr, method: &str, path: &str, body: Vec<u8>) -> Result<Reply, String> {
         let tcp = tokio::net::TcpStream::connect(address)
             .await
             .map_err(|e| e.to_string())?;
@@ -118,9 +111,8 @@ impl Client {
         let reply = self
             .request(address, "POST", path, serde_json::to_vec(value).unwrap())
             .await?;
-        let body = serde_json::from_slice(&reply.body).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&reply.body).into())
-        });
+        let body = serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&reply.body).into()));
         Ok((reply.status, body))
     }
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every check the project has, as CI runs them on a fresh machine: formatting, lints, all tests, and the main job
+# (scripts/demo.sh) as a smoke test. Needs only the Rust toolchain (cargo, rustfmt, clippy), curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
+
+step "main job: scripts/demo.sh"
+bash scripts/demo.sh >target/demo-output.txt 2>&1 || { cat target/demo-output.txt; exit 1; }
+grep -q 'has 6 problems' target/demo-output.txt
+echo "demo: webhook served, patched, denied and drained"
+
+echo
+echo "${passed} passed, ${failed} failed"
