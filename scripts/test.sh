@@ -12,6 +12,13 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "one crypto provider: ring (no aws-lc-rs, no openssl in the dependency graph)"
+if cargo tree --workspace --locked --edges normal,build,dev --prefix none | grep -E '^(aws-lc-(rs|sys)|openssl(-sys)?) '; then
+  echo "a second crypto provider entered the dependency graph (see above): keep rustls on ring only" >&2
+  exit 1
+fi
+echo "ok"
+
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')

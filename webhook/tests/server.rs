@@ -112,10 +112,25 @@ async fn runner_crs_come_back_patched_over_tls() {
         .unwrap();
     assert_eq!((status, &body["response"]["allowed"]), (200, &json!(true)));
 
+    // TLS 1.2 clients and HTTP/2 (which API servers negotiate by ALPN) are served too.
+    let body = serde_json::to_vec(&review("CREATE", &fixture("flink-plain"), None)).unwrap();
+    let tls12 = Client::with_versions(&[&bundle.ca_cert], None, &[&rustls::version::TLS12], &[]);
+    assert_eq!(
+        tls12
+            .request(server.admission_address, "POST", "/mutate", body.clone())
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let h2 = Client::with_versions(&[&bundle.ca_cert], None, &[&rustls::version::TLS13], &[b"h2"]);
+    let (status, version) = h2.request_h2(server.admission_address, "/mutate", body).await.unwrap();
+    assert_eq!((status, version.as_str()), (200, "Some(TLSv1_3)"));
+
     // The admin port answers in the clear and counts what happened.
     let admin = format!("http://{}", server.admin_address);
     let metrics = http_get(&format!("{admin}/metrics")).await;
-    assert!(metrics.contains("beamstack_webhook_admissions_total{endpoint=\"mutate\",kind=\"FlinkDeployment\",operation=\"CREATE\",outcome=\"patched\"} 1"), "{metrics}");
+    assert!(metrics.contains("beamstack_webhook_admissions_total{endpoint=\"mutate\",kind=\"FlinkDeployment\",operation=\"CREATE\",outcome=\"patched\"} 3"), "{metrics}");
     assert!(
         metrics.contains("beamstack_webhook_patches_total{kind=\"SparkApplication\"} 1"),
         "{metrics}"

@@ -127,6 +127,7 @@ impl Admission {
             });
         };
         record.ours = true;
+        record.kind = kind.kind().to_owned();
         let response = match request.object.as_ref() {
             None => invalid_request(&request.uid, "request.object", format!("required for {operation}")),
             Some(object) if !object.is_object() => invalid_request(
@@ -165,7 +166,6 @@ impl Admission {
                 }
             }
         };
-        record.kind = kind.kind().to_owned();
         record.allowed = response.allowed;
         record.patched = response.patch.is_some();
         Ok(Outcome {

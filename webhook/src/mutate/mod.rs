@@ -11,7 +11,7 @@ mod harness;
 mod spark;
 
 use crate::config::Config;
-use crate::kinds::{Runner, RunnerKind};
+use crate::kinds::RunnerKind;
 use serde_json::Value;
 
 /// Records which version of Beamstack mutated the object.
@@ -84,7 +84,6 @@ pub fn apply(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
             }
         }
     }
-    debug_assert!(kind.runner() == Runner::Flink || kind.runner() == Runner::Spark);
     if !changes.is_empty() {
         annotate(object, &changes);
     }

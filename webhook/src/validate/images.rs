@@ -89,48 +89,52 @@ fn declared_versions(spec: &HarnessSpec, object: &Value) -> Option<(String, Opti
 fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
     let object = subject.object;
     let mut found = Vec::new();
-    let mut add = |path: String, value: Option<&Value>| {
-        if let Some(image) = value.and_then(Value::as_str) {
-            found.push((path, image.to_owned()));
-        }
-    };
-    let containers_of = |pod_spec_path: &[&str], key: &str, add: &mut dyn FnMut(String, Option<&Value>)| {
-        if let Some(list) = get(object, &[pod_spec_path, &[key]].concat()).and_then(Value::as_array) {
-            for (index, container) in list.iter().enumerate() {
-                add(
-                    field(pod_spec_path, &format!("{key}[{index}].image")),
-                    container.get("image"),
-                );
-            }
+    let mut image_at = |path: &[&str]| {
+        if let Some(image) = get(object, path).and_then(Value::as_str) {
+            found.push((path.join("."), image.to_owned()));
         }
     };
     match subject.kind.runner() {
-        Runner::Flink => {
-            add("spec.image".into(), get(object, &["spec", "image"]));
-            for template in [
-                &["spec", "podTemplate", "spec"][..],
-                &["spec", "jobManager", "podTemplate", "spec"],
-                &["spec", "taskManager", "podTemplate", "spec"],
-            ] {
-                containers_of(template, "initContainers", &mut add);
-                containers_of(template, "containers", &mut add);
-            }
-        }
+        Runner::Flink => image_at(&["spec", "image"]),
         Runner::Spark => {
             let spec = subject.kind.spec_path();
-            add(field(spec, "image"), get(object, &[spec, &["image"]].concat()));
+            image_at(&[spec, &["image"]].concat());
             for role in ["driver", "executor"] {
-                let role_path = [spec, &[role]].concat();
-                add(
-                    field(&role_path, "image"),
-                    get(object, &[&role_path[..], &["image"]].concat()),
-                );
-                containers_of(&role_path, "initContainers", &mut add);
-                containers_of(&role_path, "sidecars", &mut add);
+                image_at(&[spec, &[role, "image"]].concat());
+            }
+        }
+    }
+    for (path, key) in container_lists(subject) {
+        if let Some(list) = get(object, &[&path[..], &[key]].concat()).and_then(Value::as_array) {
+            for (index, container) in list.iter().enumerate() {
+                if let Some(image) = container.get("image").and_then(Value::as_str) {
+                    found.push((field(&path, &format!("{key}[{index}].image")), image.to_owned()));
+                }
             }
         }
     }
     found
+}
+
+/// Where an object keeps lists of containers: (path of the owner, key of the list).
+fn container_lists(subject: &Subject<'_>) -> Vec<(Vec<&'static str>, &'static str)> {
+    match subject.kind.runner() {
+        Runner::Flink => [
+            vec!["spec", "podTemplate", "spec"],
+            vec!["spec", "jobManager", "podTemplate", "spec"],
+            vec!["spec", "taskManager", "podTemplate", "spec"],
+        ]
+        .into_iter()
+        .flat_map(|template| [(template.clone(), "initContainers"), (template, "containers")])
+        .collect(),
+        Runner::Spark => ["driver", "executor"]
+            .into_iter()
+            .flat_map(|role| {
+                let owner = [subject.kind.spec_path(), &[role]].concat();
+                [(owner.clone(), "initContainers"), (owner, "sidecars")]
+            })
+            .collect(),
+    }
 }
 
 /// `registry/path` with Docker's implicit defaults spelled out: `flink:1.20` is `docker.io/library/flink:1.20`.

@@ -1,8 +1,8 @@
 //! Built-in validation: object in, every violation out.
 //!
 //! Rules never stop at the first problem: a denial lists all of them, each with the field it concerns, so one
-//! round trip tells the user everything to fix. Rules follow the operators' own admission checks (see
-//! docs/rules.md) plus the platform's choices from the configuration (registries, supported Flink versions).
+//! round trip tells the user everything to fix. Rules follow the operators' own admission checks (the README's
+//! rule table) plus the platform's choices from the configuration (registries, supported Flink versions).
 
 mod flink;
 mod images;

@@ -26,6 +26,16 @@ pub struct Reply {
 impl Client {
     /// Trusts the CAs in `ca_pems`; presents `identity` (cert PEM, key PEM) when given.
     pub fn new(ca_pems: &[&str], identity: Option<(&str, &str)>) -> Self {
+        Self::with_versions(ca_pems, identity, rustls::DEFAULT_VERSIONS, &[])
+    }
+
+    /// A client limited to the given TLS versions, offering the given ALPN protocols.
+    pub fn with_versions(
+        ca_pems: &[&str],
+        identity: Option<(&str, &str)>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[&[u8]],
+    ) -> Self {
         let mut roots = RootCertStore::empty();
         for pem in ca_pems {
             for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
@@ -33,7 +43,7 @@ impl Client {
             }
         }
         let builder = rustls::ClientConfig::builder_with_provider(beamstack::server::tls::provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots);
         let config = match identity {
@@ -48,6 +58,7 @@ impl Client {
                 .unwrap(),
         };
         let mut config = config;
+        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         // Every request shows the certificate in force: a resumed session would report the cached one.
         config.resumption = rustls::client::Resumption::disabled();
         Self {
@@ -100,6 +111,33 @@ impl Client {
             body,
             server_cert,
         })
+    }
+
+    /// One request over HTTP/2 (the client must offer `h2`); returns the status and the negotiated TLS version.
+    pub async fn request_h2(&self, address: SocketAddr, path: &str, body: Vec<u8>) -> Result<(u16, String), String> {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = self
+            .connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let version = format!("{:?}", tls.get_ref().1.protocol_version());
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("h2: {e}"))?;
+        tokio::spawn(connection);
+        let request = Request::post(format!("https://localhost{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        Ok((response.status().as_u16(), version))
     }
 
     pub async fn post_json(
