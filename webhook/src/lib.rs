@@ -20,6 +20,7 @@ pub mod kinds;
 pub mod metrics;
 
 pub mod mutate;
+pub mod policy;
 pub mod server;
 pub mod telemetry;
 

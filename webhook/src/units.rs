@@ -11,8 +11,11 @@
 //! Everything is normalised to whole bytes and millicores here, and every module that sums resources goes through
 //! this one, so `2048m` can never mean two different things in two places.
 
-use kube_quantity::ParsedQuantity;
+use regex::Regex;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use std::fmt;
+use std::sync::LazyLock;
 
 const KIB: u64 = 1024;
 const MIB: u64 = KIB * 1024;
@@ -121,32 +124,222 @@ pub fn spark_memory(text: &str) -> Result<Bytes, UnitError> {
         .ok_or_else(|| UnitError::Overflow(text.to_owned()))
 }
 
-fn parse_quantity(text: &str) -> Result<ParsedQuantity, UnitError> {
-    ParsedQuantity::try_from(text.trim()).map_err(|_| UnitError::Quantity(text.to_owned()))
+/// An exact Kubernetes quantity: a decimal amount of base units (bytes, cores), compared and summed by value.
+///
+/// Our own rather than kube_quantity's: kube_quantity 0.9 compares `2147483648` and `2Gi` as different amounts
+/// (its format normalisation is off), and budgets add quantities written both ways.
+#[derive(Debug, Clone, Copy)]
+pub struct Quantity {
+    value: Decimal,
+    /// Written with a binary suffix (Ki, Mi, ...): printed back that way when exact.
+    binary: bool,
+}
+
+static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(?:(Ki|Mi|Gi|Ti|Pi|Ei)|(n|u|m|k|M|G|T|P|E)|[eE]([+-]?\d{1,3}))?$")
+        .unwrap()
+});
+
+impl Quantity {
+    pub fn from_decimal(value: Decimal) -> Self {
+        Self { value, binary: false }
+    }
+
+    pub fn bytes(bytes: Bytes) -> Self {
+        Self {
+            value: Decimal::from(bytes.0),
+            binary: true,
+        }
+    }
+
+    pub fn millicores(millicores: Millicores) -> Self {
+        Self {
+            value: Decimal::from(millicores.0) / Decimal::from(1000),
+            binary: false,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, UnitError> {
+        let invalid = || UnitError::Quantity(text.to_owned());
+        let captures = QUANTITY.captures(text.trim()).ok_or_else(invalid)?;
+        let mut value: Decimal = captures[2].parse().map_err(|_| invalid())?;
+        if &captures[1] == "-" {
+            value.set_sign_negative(true);
+        }
+        let multiplier = |base: u64, power: u32| Decimal::from(base.pow(power));
+        let (scaled, binary) = if let Some(suffix) = captures.get(3) {
+            let power = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+                .iter()
+                .position(|s| *s == suffix.as_str())
+                .unwrap_or(0) as u32
+                + 1;
+            (value.checked_mul(multiplier(1024, power)), true)
+        } else if let Some(suffix) = captures.get(4) {
+            let scaled = match suffix.as_str() {
+                "n" => value.checked_div(Decimal::from(1_000_000_000u64)),
+                "u" => value.checked_div(Decimal::from(1_000_000u64)),
+                "m" => value.checked_div(Decimal::from(1000u64)),
+                other => {
+                    let power = ["k", "M", "G", "T", "P", "E"]
+                        .iter()
+                        .position(|s| *s == other)
+                        .unwrap_or(0) as u32
+                        + 1;
+                    value.checked_mul(multiplier(1000, power))
+                }
+            };
+            (scaled, false)
+        } else if let Some(exponent) = captures.get(5) {
+            let exponent: i32 = exponent.as_str().parse().map_err(|_| invalid())?;
+            let scale = Decimal::from(
+                10u64
+                    .checked_pow(exponent.unsigned_abs())
+                    .ok_or_else(|| UnitError::Overflow(text.to_owned()))?,
+            );
+            (
+                if exponent >= 0 {
+                    value.checked_mul(scale)
+                } else {
+                    value.checked_div(scale)
+                },
+                false,
+            )
+        } else {
+            (Some(value), false)
+        };
+        let value = scaled.ok_or_else(|| UnitError::Overflow(text.to_owned()))?;
+        Ok(Self { value, binary })
+    }
+
+    /// The amount in base units.
+    pub fn value(&self) -> Decimal {
+        self.value
+    }
+
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        Some(Self {
+            value: self.value.checked_add(other.value)?,
+            binary: self.binary || other.binary,
+        })
+    }
+
+    pub fn checked_sub(self, other: Self) -> Option<Self> {
+        Some(Self {
+            value: self.value.checked_sub(other.value)?,
+            binary: self.binary || other.binary,
+        })
+    }
+
+    pub fn checked_mul(self, factor: Decimal) -> Option<Self> {
+        Some(Self {
+            value: self.value.checked_mul(factor)?,
+            binary: self.binary,
+        })
+    }
+
+    pub fn checked_div(self, divisor: Decimal) -> Option<Self> {
+        Some(Self {
+            value: self.value.checked_div(divisor)?,
+            binary: self.binary,
+        })
+    }
+
+    /// Whole bytes, rounded up (a fraction of a byte is a whole byte to the kubelet).
+    pub fn to_bytes(&self) -> Option<Bytes> {
+        if self.value.is_sign_negative() && !self.value.is_zero() {
+            return None;
+        }
+        self.value.ceil().to_u64().map(Bytes)
+    }
+
+    /// Whole millicores, rounded up.
+    pub fn to_millicores(&self) -> Option<Millicores> {
+        if self.value.is_sign_negative() && !self.value.is_zero() {
+            return None;
+        }
+        (self.value * Decimal::from(1000)).ceil().to_u64().map(Millicores)
+    }
+}
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for Quantity {}
+
+impl PartialOrd for Quantity {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Quantity {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value.cmp(&other.value)
+    }
+}
+
+impl fmt::Display for Quantity {
+    /// The canonical Kubernetes form: binary suffixes when written that way and exact, else the largest decimal
+    /// suffix that keeps an integer, else milli, else a plain decimal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.value.normalize();
+        if value.is_integer() {
+            let suffixes: &[(&str, u64)] = if self.binary {
+                &[
+                    ("Ei", 1 << 60),
+                    ("Pi", 1 << 50),
+                    ("Ti", 1 << 40),
+                    ("Gi", 1 << 30),
+                    ("Mi", 1 << 20),
+                    ("Ki", 1 << 10),
+                ]
+            } else {
+                &[
+                    ("E", 1_000_000_000_000_000_000),
+                    ("P", 1_000_000_000_000_000),
+                    ("T", 1_000_000_000_000),
+                    ("G", 1_000_000_000),
+                    ("M", 1_000_000),
+                    ("k", 1000),
+                ]
+            };
+            for (suffix, size) in suffixes {
+                let size = Decimal::from(*size);
+                if !value.is_zero() && (value % size).is_zero() {
+                    return write!(f, "{}{suffix}", value / size);
+                }
+            }
+            return write!(f, "{value}");
+        }
+        let milli = value * Decimal::from(1000);
+        if milli.is_integer() {
+            return write!(f, "{}m", milli.normalize());
+        }
+        write!(f, "{value}")
+    }
 }
 
 /// Reads a Kubernetes quantity as bytes, rounding a fractional byte up as the kubelet does.
 pub fn quantity_bytes(text: &str) -> Result<Bytes, UnitError> {
-    let quantity = parse_quantity(text)?;
-    let bytes = quantity
-        .to_bytes_f64()
-        .ok_or_else(|| UnitError::Quantity(text.to_owned()))?;
-    if bytes < 0.0 || !bytes.is_finite() {
+    let quantity = Quantity::parse(text)?;
+    if quantity.value.is_sign_negative() && !quantity.value.is_zero() {
         return Err(UnitError::Quantity(text.to_owned()));
     }
-    if bytes > u64::MAX as f64 {
-        return Err(UnitError::Overflow(text.to_owned()));
-    }
-    Ok(Bytes(bytes.ceil() as u64))
+    quantity.to_bytes().ok_or_else(|| UnitError::Overflow(text.to_owned()))
 }
 
 /// Reads a Kubernetes cpu quantity (`500m`, `2`, `1.5`) as millicores, rounding up.
 pub fn quantity_millicores(text: &str) -> Result<Millicores, UnitError> {
-    let quantity = parse_quantity(text)?;
-    let cores = quantity
-        .to_bytes_f64()
-        .ok_or_else(|| UnitError::Quantity(text.to_owned()))?;
-    cores_to_millicores(cores).ok_or_else(|| UnitError::Quantity(text.to_owned()))
+    let quantity = Quantity::parse(text)?;
+    if quantity.value.is_sign_negative() && !quantity.value.is_zero() {
+        return Err(UnitError::Quantity(text.to_owned()));
+    }
+    quantity
+        .to_millicores()
+        .ok_or_else(|| UnitError::Overflow(text.to_owned()))
 }
 
 /// A cpu count given as a JSON number (FlinkDeployment `resource.cpu`, Spark `cores`) as millicores.
@@ -270,6 +463,23 @@ mod tests {
             spark_pod_memory(Bytes(GIB), Some(Bytes(100 * MIB)), 0.4),
             Bytes(GIB + 100 * MIB)
         );
+    }
+
+    #[test]
+    fn quantities_compare_by_amount_whatever_the_notation() {
+        let q = |text: &str| Quantity::parse(text).unwrap();
+        assert_eq!(q("2147483648"), q("2Gi"));
+        assert_eq!(q("1500m"), q("1.5"));
+        assert_eq!(q("1e3"), q("1k"));
+        assert!(q("1G") < q("1Gi"));
+        assert_eq!(q("1Gi").checked_add(q("512Mi")).unwrap().to_string(), "1536Mi");
+        assert_eq!(q("3").checked_div(Decimal::from(2)).unwrap().to_string(), "1500m");
+        assert_eq!(q("2Gi").checked_mul(Decimal::from(3)).unwrap().to_string(), "6Gi");
+        assert_eq!(q("1000").to_string(), "1k");
+        assert_eq!(q("0").to_string(), "0");
+        assert_eq!(q("-1").to_string(), "-1");
+        assert!(Quantity::parse("1 Gi").is_err());
+        assert!(Quantity::parse("1Gb").is_err());
     }
 
     #[test]

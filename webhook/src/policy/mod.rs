@@ -1,0 +1,4 @@
+//! CEL policies and tenant budgets.
+
+pub mod model;
+pub mod runtime;
