@@ -241,14 +241,25 @@ impl Runtime {
         scope: &Context<'_, 'static>,
         limit: CostLimit,
     ) -> Result<Value, EvalError> {
+        self.evaluate_counted(compiled, scope, limit).0
+    }
+
+    /// Evaluates one expression under a cost limit, also returning the comprehension iterations it used.
+    pub fn evaluate_counted(
+        &self,
+        compiled: &Compiled,
+        scope: &Context<'_, 'static>,
+        limit: CostLimit,
+    ) -> (Result<Value, EvalError>, u64) {
         METER_STATE.with(|meter| {
             meter.remaining.set(limit.iterations);
             meter.deadline.set(Some(Instant::now() + limit.time));
             meter.exceeded.set(None);
         });
         let result = scope.resolve(&compiled.expression);
-        let exceeded = METER_STATE.with(|meter| meter.exceeded.take());
-        match (result, exceeded) {
+        let (exceeded, used) =
+            METER_STATE.with(|meter| (meter.exceeded.take(), limit.iterations - meter.remaining.get()));
+        let result = match (result, exceeded) {
             (Ok(value), _) => Ok(value),
             (Err(_), Some("iterations")) => Err(EvalError::CostExceeded(format!(
                 "cost limit exceeded: more than {} comprehension iterations",
@@ -259,7 +270,8 @@ impl Runtime {
                 limit.time.as_millis()
             ))),
             (Err(error), None) => Err(EvalError::Failed(describe(&error))),
-        }
+        };
+        (result, used)
     }
 }
 

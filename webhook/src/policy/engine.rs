@@ -1,0 +1,640 @@
+//! The policy engine: the compiled policy set, the tenants, what they run, and the evaluation of one request.
+//!
+//! Per request the CEL variables are built once (the object converted once, shared by every policy); each policy
+//! then gets a scope of its own for `variables`. Policy sets are swapped whole, so a reload never leaves a request
+//! looking at half of the old set and half of the new.
+
+use super::compile::CompiledPolicy;
+use super::demand::{Demand, demand_of};
+use super::model::{Action, FailurePolicy, MergeStrategy, Tenant};
+use super::runtime::{CelQuantity, CostLimit, EvalError, Runtime, to_cel, to_json};
+use super::tenants::TenantDirectory;
+use super::usage::{ObjectKey, RESERVATION_TTL, UsageLedger};
+use crate::kinds::RunnerKind;
+use crate::tree;
+use crate::units::{Bytes, Quantity};
+use arc_swap::ArcSwap;
+use cel::Value;
+use cel::objects::{Key, Map};
+use kube::ResourceExt;
+use kube::core::SelectorExt;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Compiled policies and tenants: one consistent snapshot.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    pub policies: Vec<CompiledPolicy>,
+    pub tenants: TenantDirectory,
+}
+
+/// Limits on what evaluation may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub per_expression: CostLimit,
+    /// Comprehension iterations across every expression of every policy for one request.
+    pub per_request_iterations: u64,
+}
+
+impl Default for Limits {
+    /// Kubernetes allows 1,000,000 cost units per expression and 10,000,000 per policy evaluation.
+    fn default() -> Self {
+        Self {
+            per_expression: CostLimit::default(),
+            per_request_iterations: 10_000_000,
+        }
+    }
+}
+
+/// One admission request, as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub kind: RunnerKind,
+    pub create: bool,
+    pub object: &'a Json,
+    pub old_object: Option<&'a Json>,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub user_info: Option<&'a Json>,
+    pub dry_run: bool,
+}
+
+/// A validation that failed under a Deny policy (or an evaluation error under failurePolicy Fail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyViolation {
+    pub policy: String,
+    pub field: Option<String>,
+    pub message: String,
+    pub reason: Option<String>,
+}
+
+/// How one policy's evaluation went, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Denied,
+    Warned,
+    Audited,
+    Mutated,
+    NotMatched,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Denied => "denied",
+            Outcome::Warned => "warned",
+            Outcome::Audited => "audited",
+            Outcome::Mutated => "mutated",
+            Outcome::NotMatched => "not-matched",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStat {
+    pub policy: String,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// Everything the policies said about one request.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub violations: Vec<PolicyViolation>,
+    pub warnings: Vec<String>,
+    pub audit_annotations: BTreeMap<String, String>,
+    /// Evaluation errors under failurePolicy Ignore: logged, not enforced.
+    pub ignored_errors: Vec<String>,
+    /// Fields set by mutations, as change notes.
+    pub changes: Vec<String>,
+    pub stats: Vec<PolicyStat>,
+}
+
+pub struct Engine {
+    runtime: Arc<Runtime>,
+    set: ArcSwap<PolicySet>,
+    ledger: RwLock<UsageLedger>,
+    /// Usage stated from outside (`kubectl beam policy eval --usage`), per tenant, added to what the ledger knows.
+    stated_usage: RwLock<HashMap<String, Demand>>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("policies", &self.set.load().policies.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn new(runtime: Arc<Runtime>, limits: Limits) -> Self {
+        Self {
+            runtime,
+            set: ArcSwap::from_pointee(PolicySet::default()),
+            ledger: RwLock::new(UsageLedger::default()),
+            stated_usage: RwLock::new(HashMap::new()),
+            limits,
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Puts a new policy set in force, whole.
+    pub fn install(&self, set: PolicySet) {
+        self.set.store(Arc::new(set));
+    }
+
+    pub fn policy_set(&self) -> Arc<PolicySet> {
+        self.set.load_full()
+    }
+
+    /// Replaces the tenants and namespace labels, keeping the policies.
+    pub fn install_tenants(&self, tenants: TenantDirectory) {
+        let current = self.set.load();
+        self.set.store(Arc::new(PolicySet {
+            policies: current.policies.clone(),
+            tenants,
+        }));
+    }
+
+    pub fn with_ledger<T>(&self, f: impl FnOnce(&mut UsageLedger) -> T) -> T {
+        f(&mut self.ledger.write().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    pub fn state_usage(&self, tenant: &str, usage: Demand) {
+        self.stated_usage
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_owned(), usage);
+    }
+
+    /// Counts an admitted object as running until the usage watch reports it.
+    pub fn reserve(&self, request: &Request<'_>) {
+        if request.dry_run || request.name.is_empty() {
+            return;
+        }
+        let key = ObjectKey::new(request.kind, request.namespace, request.name);
+        let demand = demand_of(request.kind, request.object);
+        self.with_ledger(|ledger| ledger.reserve(key, demand, Instant::now() + RESERVATION_TTL));
+    }
+
+    /// Runs the validations of every matching policy.
+    pub fn validate(&self, request: &Request<'_>) -> Verdict {
+        self.run(request, Phase::Validate, None)
+    }
+
+    /// Runs the mutations of every matching policy on `object` (a copy of the request's object).
+    pub fn mutate(&self, request: &Request<'_>, object: &mut Json) -> Verdict {
+        self.run(request, Phase::Mutate, Some(object))
+    }
+
+    fn run(&self, request: &Request<'_>, phase: Phase, mut target: Option<&mut Json>) -> Verdict {
+        let set = self.set.load();
+        let mut verdict = Verdict::default();
+        let object_labels = labels(request.object);
+        let namespace_labels = set
+            .tenants
+            .namespace_labels(request.namespace)
+            .cloned()
+            .unwrap_or_default();
+        let candidates: Vec<&CompiledPolicy> = set
+            .policies
+            .iter()
+            .filter(|policy| match phase {
+                Phase::Validate => !policy.validations.is_empty(),
+                Phase::Mutate => !policy.mutations.is_empty(),
+            })
+            .filter(|policy| policy.applies_to(request.kind, request.create))
+            .filter(|policy| {
+                policy
+                    .object_selector
+                    .as_ref()
+                    .is_none_or(|selector| selector.matches(&object_labels))
+            })
+            .filter(|policy| {
+                policy
+                    .namespace_selector
+                    .as_ref()
+                    .is_none_or(|selector| selector.matches(&namespace_labels))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return verdict;
+        }
+        let scope = self.request_scope(request, &set.tenants, &namespace_labels);
+        let mut budget = self.limits.per_request_iterations;
+        for policy in candidates {
+            let started = Instant::now();
+            let outcome = self.run_policy(policy, &scope, phase, &mut budget, &mut verdict, target.as_deref_mut());
+            verdict.stats.push(PolicyStat {
+                policy: policy.name.clone(),
+                outcome,
+                elapsed: started.elapsed(),
+            });
+        }
+        verdict
+    }
+
+    fn run_policy(
+        &self,
+        policy: &CompiledPolicy,
+        request_scope: &cel::Context<'_, 'static>,
+        phase: Phase,
+        budget: &mut u64,
+        verdict: &mut Verdict,
+        target: Option<&mut Json>,
+    ) -> Outcome {
+        let mut scope = request_scope.new_inner_scope();
+        let mut evaluate = |compiled: &super::runtime::Compiled, scope: &cel::Context<'_, 'static>| {
+            let limit = CostLimit {
+                iterations: self.limits.per_expression.iterations.min(*budget),
+                ..self.limits.per_expression
+            };
+            let (result, used) = self.runtime.evaluate_counted(compiled, scope, limit);
+            *budget = budget.saturating_sub(used);
+            result
+        };
+        let fail = |verdict: &mut Verdict, what: String, error: EvalError| -> Outcome {
+            let message = format!("{what} could not be evaluated: {error}");
+            match policy.failure_policy {
+                FailurePolicy::Ignore => {
+                    verdict.ignored_errors.push(format!("{}: {message}", policy.name));
+                }
+                FailurePolicy::Fail => report(policy, verdict, None, message, None),
+            }
+            Outcome::Error
+        };
+        for (name, condition) in &policy.match_conditions {
+            match evaluate(condition, &scope) {
+                Ok(Value::Bool(true)) => {}
+                Ok(Value::Bool(false)) => return Outcome::NotMatched,
+                Ok(other) => {
+                    let error =
+                        EvalError::Failed(format!("matchCondition {name} gave {:?}, not a bool", other.type_of()));
+                    return fail(verdict, format!("matchCondition {name}"), error);
+                }
+                Err(error) => return fail(verdict, format!("matchCondition {name}"), error),
+            }
+        }
+        if !policy.variables.is_empty() {
+            let mut variables: HashMap<Key, Value> = HashMap::new();
+            for (name, expression) in &policy.variables {
+                match evaluate(expression, &scope) {
+                    Ok(value) => {
+                        variables.insert(Key::String(Arc::new(name.clone())), value);
+                        scope.add_variable_from_value(
+                            "variables",
+                            Value::Map(Map {
+                                map: Arc::new(variables.clone()),
+                            }),
+                        );
+                    }
+                    Err(error) => return fail(verdict, format!("variable {name}"), error),
+                }
+            }
+        }
+        match phase {
+            Phase::Validate => {
+                let mut failed = false;
+                for (index, validation) in policy.validations.iter().enumerate() {
+                    match evaluate(&validation.expression, &scope) {
+                        Ok(Value::Bool(true)) => {}
+                        Ok(Value::Bool(false)) => {
+                            failed = true;
+                            let message = validation
+                                .message_expression
+                                .as_ref()
+                                .and_then(|expression| match evaluate(expression, &scope) {
+                                    Ok(Value::String(text)) => Some(text.as_ref().clone()),
+                                    _ => None,
+                                })
+                                .or_else(|| validation.message.clone())
+                                .unwrap_or_else(|| format!("failed expression: {}", validation.expression.source));
+                            report(
+                                policy,
+                                verdict,
+                                validation.field_path.clone(),
+                                message,
+                                validation.reason.clone(),
+                            );
+                        }
+                        Ok(other) => {
+                            let error = EvalError::Failed(format!("gave {:?}, not a bool", other.type_of()));
+                            return fail(verdict, format!("validations[{index}]"), error);
+                        }
+                        Err(error) => return fail(verdict, format!("validations[{index}]"), error),
+                    }
+                }
+                match (failed, policy.action) {
+                    (false, _) => Outcome::Passed,
+                    (true, Action::Deny) => Outcome::Denied,
+                    (true, Action::Warn) => Outcome::Warned,
+                    (true, Action::Audit) => Outcome::Audited,
+                }
+            }
+            Phase::Mutate => {
+                let Some(object) = target else { return Outcome::Passed };
+                let mut changed = false;
+                for (index, mutation) in policy.mutations.iter().enumerate() {
+                    let value = match evaluate(&mutation.expression, &scope).map(|value| to_json(&value)) {
+                        Ok(Ok(value)) => value,
+                        Ok(Err(message)) => {
+                            return fail(verdict, format!("mutations[{index}]"), EvalError::Failed(message));
+                        }
+                        Err(error) => return fail(verdict, format!("mutations[{index}]"), error),
+                    };
+                    let mut path: Vec<&str> = Vec::new();
+                    let runner_spec = request_runner_spec_path(object);
+                    if mutation.from_runner_spec {
+                        path.extend(runner_spec);
+                    }
+                    path.extend(mutation.path.iter().map(String::as_str));
+                    if apply(object, &path, value, mutation.strategy) {
+                        changed = true;
+                        verdict
+                            .changes
+                            .push(format!("{} (policy {})", path.join("."), policy.name));
+                    }
+                }
+                if changed { Outcome::Mutated } else { Outcome::Passed }
+            }
+        }
+    }
+
+    /// The variables every policy sees for this request.
+    fn request_scope(
+        &self,
+        request: &Request<'_>,
+        tenants: &TenantDirectory,
+        namespace_labels: &BTreeMap<String, String>,
+    ) -> cel::Context<'_, 'static> {
+        let mut scope = self.runtime.scope();
+        scope.add_variable_from_value("object", to_cel(request.object));
+        scope.add_variable_from_value("oldObject", request.old_object.map_or(Value::Null, to_cel));
+        let runner_spec = tree::get(request.object, request.kind.spec_path()).map_or(Value::Null, to_cel);
+        scope.add_variable_from_value("runnerSpec", runner_spec);
+        scope.add_variable_from_value("kind", Value::from(request.kind.kind()));
+        let request_value = serde_json::json!({
+            "operation": if request.create { "CREATE" } else { "UPDATE" },
+            "namespace": request.namespace,
+            "name": request.name,
+            "dryRun": request.dry_run,
+            "kind": {"group": request.kind.group(), "version": request.kind.version(), "kind": request.kind.kind()},
+            "userInfo": request.user_info.cloned().unwrap_or(Json::Null),
+        });
+        scope.add_variable_from_value("request", to_cel(&request_value));
+        let namespace_object = tenants.namespace_labels(request.namespace).map(|_| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": request.namespace, "labels": namespace_labels}})
+        });
+        scope.add_variable_from_value("namespaceObject", namespace_object.as_ref().map_or(Value::Null, to_cel));
+
+        let demand = demand_of(request.kind, request.object);
+        scope.add_variable_from_value("demand", demand_value(demand));
+        let tenant = tenants.tenant_for(request.namespace);
+        let excluding = (!request.create).then(|| ObjectKey::new(request.kind, request.namespace, request.name));
+        let namespaces = match tenant {
+            Some(tenant) => tenants.namespaces_of(tenant, request.namespace),
+            None => vec![request.namespace.to_owned()],
+        };
+        let now = Instant::now();
+        let mut usage = {
+            let ledger = self.ledger.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            namespaces.iter().fold(Demand::default(), |total, namespace| {
+                total.plus(ledger.namespace_usage(namespace, excluding.as_ref(), now))
+            })
+        };
+        if let Some(tenant) = tenant {
+            if let Some(stated) = self
+                .stated_usage
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&tenant.name_any())
+            {
+                usage = usage.plus(*stated);
+            }
+        }
+        scope.add_variable_from_value("usage", demand_value(usage));
+        scope.add_variable_from_value(
+            "tenant",
+            tenant.map_or(Value::Null, |tenant| tenant_value(tenant, &namespaces)),
+        );
+        scope
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Validate,
+    Mutate,
+}
+
+fn report(
+    policy: &CompiledPolicy,
+    verdict: &mut Verdict,
+    field: Option<String>,
+    message: String,
+    reason: Option<String>,
+) {
+    match policy.action {
+        Action::Deny => verdict.violations.push(PolicyViolation {
+            policy: policy.name.clone(),
+            field,
+            message,
+            reason,
+        }),
+        Action::Warn => verdict.warnings.push(format!("{}: {message}", policy.name)),
+        Action::Audit => {
+            // Keys must be unique per response; a policy with several failures joins them.
+            let entry = verdict
+                .audit_annotations
+                .entry(format!("beamstack.dev/{}", policy.name))
+                .or_default();
+            if !entry.is_empty() {
+                entry.push_str("; ");
+            }
+            entry.push_str(&message);
+        }
+    }
+}
+
+fn request_runner_spec_path(object: &Json) -> &'static [&'static str] {
+    RunnerKind::of_object(object).map_or(&["spec"], |kind| kind.spec_path())
+}
+
+fn labels(object: &Json) -> BTreeMap<String, String> {
+    tree::get(object, &["metadata", "labels"])
+        .and_then(Json::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn quantity(quantity: Quantity) -> Value {
+    Value::Opaque(Arc::new(CelQuantity(quantity)))
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(Map {
+        map: Arc::new(
+            entries
+                .into_iter()
+                .map(|(key, value)| (Key::String(Arc::new(key.to_owned())), value))
+                .collect(),
+        ),
+    })
+}
+
+/// `demand` and `usage`: quantities for readable budget rules, plain integers for arithmetic.
+fn demand_value(demand: Demand) -> Value {
+    map(vec![
+        ("cpu", quantity(Quantity::millicores(demand.cpu))),
+        ("memory", quantity(Quantity::bytes(demand.memory))),
+        ("cpuMillis", Value::Int(demand.cpu.0 as i64)),
+        ("memoryBytes", Value::Int(demand.memory.0 as i64)),
+        ("workers", Value::Int(demand.workers as i64)),
+        ("jobs", Value::Int(demand.jobs as i64)),
+    ])
+}
+
+fn optional_quantity(value: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Value {
+    value
+        .and_then(|value| Quantity::parse(&value.0).ok())
+        .map_or(Value::Null, quantity)
+}
+
+fn optional_int(value: Option<i64>) -> Value {
+    value.map_or(Value::Null, Value::Int)
+}
+
+/// `tenant`: every field present (null when unset), so rules can test `tenant.budget.cpu != null`.
+fn tenant_value(tenant: &Tenant, namespaces: &[String]) -> Value {
+    let spec = &tenant.spec;
+    let budget = &spec.budget;
+    let per_job = budget.per_job.clone().unwrap_or_default();
+    let defaults = serde_json::to_value(&spec.defaults).unwrap_or(Json::Null);
+    let strings =
+        |items: &[String]| Value::List(Arc::new(items.iter().map(|item| Value::from(item.as_str())).collect()));
+    map(vec![
+        ("name", Value::from(tenant.name_any())),
+        ("namespaces", strings(namespaces)),
+        (
+            "budget",
+            map(vec![
+                ("cpu", optional_quantity(budget.cpu.as_ref())),
+                ("memory", optional_quantity(budget.memory.as_ref())),
+                ("jobs", optional_int(budget.jobs)),
+                ("workers", optional_int(budget.workers)),
+                (
+                    "perJob",
+                    map(vec![
+                        ("cpu", optional_quantity(per_job.cpu.as_ref())),
+                        ("memory", optional_quantity(per_job.memory.as_ref())),
+                        ("workers", optional_int(per_job.workers)),
+                    ]),
+                ),
+            ]),
+        ),
+        (
+            "defaults",
+            map(vec![
+                (
+                    "tolerations",
+                    defaults.get("tolerations").map_or(Value::List(Arc::default()), to_cel),
+                ),
+                ("nodeSelector", defaults.get("nodeSelector").map_or(map(vec![]), to_cel)),
+                (
+                    "priorityClassName",
+                    defaults.get("priorityClassName").map_or(Value::Null, to_cel),
+                ),
+                ("volcanoQueue", defaults.get("volcanoQueue").map_or(Value::Null, to_cel)),
+            ]),
+        ),
+        (
+            "allowances",
+            map(vec![
+                ("registries", strings(&spec.allowances.registries)),
+                ("flinkVersions", strings(&spec.allowances.flink_versions)),
+                ("serviceAccounts", strings(&spec.allowances.service_accounts)),
+            ]),
+        ),
+    ])
+}
+
+/// Puts `value` at `path`. Merge fills only what is unset (missing keys, missing list items, absent scalars);
+/// Replace sets it. Null means nothing to set. Returns whether the object changed.
+pub fn apply(object: &mut Json, path: &[&str], value: Json, strategy: MergeStrategy) -> bool {
+    if value.is_null() {
+        return false;
+    }
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let Some(parent) = tree::object_at(object, parents) else {
+        return false;
+    };
+    let slot = parent.entry(*last).or_insert(Json::Null);
+    match strategy {
+        MergeStrategy::Replace => {
+            if *slot == value {
+                false
+            } else {
+                *slot = value;
+                true
+            }
+        }
+        MergeStrategy::Merge => merge_missing(slot, value),
+    }
+}
+
+fn merge_missing(slot: &mut Json, value: Json) -> bool {
+    match (slot, value) {
+        (slot @ Json::Null, value) => {
+            *slot = value;
+            true
+        }
+        (Json::Object(existing), Json::Object(wanted)) => {
+            let mut changed = false;
+            for (key, value) in wanted {
+                changed |= merge_missing(existing.entry(key).or_insert(Json::Null), value);
+            }
+            changed
+        }
+        (Json::Array(existing), Json::Array(wanted)) => tree::append_missing(existing, &wanted) > 0,
+        _ => false,
+    }
+}
+
+/// A usage total from a stated file: `{cpu: "12", memory: "40Gi", jobs: 3, workers: 10}`.
+pub fn usage_from_json(value: &Json) -> Result<Demand, String> {
+    let quantity = |key: &str| -> Result<Option<Quantity>, String> {
+        value
+            .get(key)
+            .map(|amount| match amount {
+                Json::String(text) => Quantity::parse(text).map_err(|error| format!("{key}: {error}")),
+                Json::Number(number) => Quantity::parse(&number.to_string()).map_err(|error| format!("{key}: {error}")),
+                other => Err(format!("{key}: expected a quantity, got {other}")),
+            })
+            .transpose()
+    };
+    let count = |key: &str| value.get(key).and_then(Json::as_u64).unwrap_or(0);
+    Ok(Demand {
+        cpu: quantity("cpu")?.and_then(|q| q.to_millicores()).unwrap_or_default(),
+        memory: quantity("memory")?.and_then(|q| q.to_bytes()).unwrap_or(Bytes(0)),
+        jobs: count("jobs"),
+        workers: count("workers"),
+    })
+}
