@@ -28,7 +28,7 @@ struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabels {
-    rule: &'static str,
+    rule: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -141,7 +141,7 @@ impl Metrics {
             self.patches.get_or_create(&KindLabels { kind }).inc();
         }
         for rule in &record.denied_by {
-            self.denials.get_or_create(&RuleLabels { rule }).inc();
+            self.denials.get_or_create(&RuleLabels { rule: rule.clone() }).inc();
         }
     }
 

@@ -5,15 +5,18 @@
 //! are `BadRequest`s, answered with HTTP 400. Problems with a request we can identify (it has a uid) are answered
 //! in the protocol: a denial whose message names the field.
 //!
-//! Policies (CEL, tenants) plug in at `Admission::judge`, beside the built-in rules.
+//! CEL policies (`policy::engine`) run beside the built-in rules: their mutations before the built-in defaults on
+//! /mutate, their validations after the built-in rules on /validate, all violations in one denial.
 
 pub mod review;
 
 use crate::config::Config;
 use crate::kinds::RunnerKind;
-use crate::mutate::{self, Mutation};
+use crate::mutate::{self, Changes};
+use crate::policy::engine::{self, Engine, PolicyStat};
+use crate::policy::model::{RunnerPolicy, Tenant};
 use crate::validate::{self, Subject, Violation};
-use base64::Engine;
+use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 use review::{AdmissionRequest, AdmissionResponse, AdmissionReviewRequest, AdmissionReviewResponse, Operation};
 use serde_json::Value;
@@ -65,8 +68,11 @@ pub struct Record {
     pub operation: &'static str,
     pub allowed: bool,
     pub patched: bool,
-    /// Rules that denied, one entry per violation.
-    pub denied_by: Vec<&'static str>,
+    /// Rules that denied, one entry per violation (`policy/<name>` for RunnerPolicies).
+    pub denied_by: Vec<String>,
+    /// How each RunnerPolicy went.
+    pub policy_stats: Vec<PolicyStat>,
+    pub warnings: usize,
 }
 
 impl Record {
@@ -84,21 +90,37 @@ pub struct Outcome {
     pub record: Record,
 }
 
-/// The admission logic with its configuration. Cheap to share: one per server, swapped whole on reload.
+/// The admission logic with its configuration and policy engine. Cheap to share: one per server.
 #[derive(Debug, Clone)]
 pub struct Admission {
     config: Arc<Config>,
+    engine: Option<Arc<Engine>>,
 }
+
+/// Our own API group: the webhook judges RunnerPolicy and Tenant objects too.
+const OWN_GROUP: &str = crate::policy::model::GROUP;
 
 impl Admission {
     pub fn new(config: Config) -> Self {
         Self {
             config: Arc::new(config),
+            engine: None,
+        }
+    }
+
+    pub fn with_engine(config: Config, engine: Arc<Engine>) -> Self {
+        Self {
+            config: Arc::new(config),
+            engine: Some(engine),
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn engine(&self) -> Option<&Arc<Engine>> {
+        self.engine.as_ref()
     }
 
     /// Answers one AdmissionReview body.
@@ -115,7 +137,21 @@ impl Admission {
             allowed: true,
             patched: false,
             denied_by: Vec::new(),
+            policy_stats: Vec::new(),
+            warnings: 0,
         };
+        if request.kind.group == OWN_GROUP && endpoint == Endpoint::Validate {
+            let response = self.judge_own_kind(&request);
+            record.ours = true;
+            record.allowed = response.allowed;
+            if !response.allowed {
+                record.denied_by = vec![format!("{}-compiles", request.kind.kind.to_lowercase())];
+            }
+            return Ok(Outcome {
+                review: response.into_review(),
+                record,
+            });
+        }
         let kind = RunnerKind::from_gvk(&request.kind.group, &request.kind.version, &request.kind.kind);
         let judged = matches!(request.operation, Operation::Create | Operation::Update)
             && request.sub_resource.as_deref().is_none_or(str::is_empty);
@@ -142,17 +178,19 @@ impl Admission {
                     record.name = name.to_owned();
                 }
                 let answer = catch_unwind(AssertUnwindSafe(|| match endpoint {
-                    Endpoint::Mutate => self.mutate_response(kind, &request, object),
+                    Endpoint::Mutate => self.mutate_response(kind, &request, object, &record.name),
                     Endpoint::Validate => self.validate_response(kind, &request, object, &record.name),
                 }));
                 match answer {
-                    Ok((response, rules)) => {
+                    Ok((response, rules, stats)) => {
                         record.denied_by = rules;
+                        record.policy_stats = stats;
+                        record.warnings = response.warnings.len();
                         response
                     }
                     Err(_) => {
                         tracing::error!(uid = %request.uid, kind = %kind, "admission rule panicked; denying");
-                        record.denied_by = vec!["internal"];
+                        record.denied_by = vec!["internal".to_owned()];
                         AdmissionResponse::deny(
                             &request.uid,
                             failure(
@@ -174,21 +212,77 @@ impl Admission {
         })
     }
 
+    fn engine_request<'a>(
+        &self,
+        kind: RunnerKind,
+        request: &'a AdmissionRequest,
+        object: &'a Value,
+        name: &'a str,
+    ) -> engine::Request<'a> {
+        engine::Request {
+            kind,
+            create: request.operation == Operation::Create,
+            object,
+            old_object: match request.operation {
+                Operation::Update => request.old_object.as_ref().filter(|old| old.is_object()),
+                _ => None,
+            },
+            namespace: request.namespace.as_deref().unwrap_or_default(),
+            name,
+            user_info: request.user_info_json.as_ref(),
+            dry_run: request.dry_run.unwrap_or(false),
+        }
+    }
+
     fn mutate_response(
         &self,
         kind: RunnerKind,
         request: &AdmissionRequest,
         object: &Value,
-    ) -> (AdmissionResponse, Vec<&'static str>) {
-        let Mutation { patch, .. } = mutate::mutate(kind, object, &self.config);
+        name: &str,
+    ) -> (AdmissionResponse, Vec<String>, Vec<PolicyStat>) {
+        let mut mutated = object.clone();
+        let mut changes = Changes::default();
+        let mut stats = Vec::new();
+        let mut warnings = Vec::new();
+        // Policy mutations first: a tenant's defaults fill fields before the global defaults would.
+        if let Some(engine) = &self.engine {
+            let verdict = engine.mutate(&self.engine_request(kind, request, object, name), &mut mutated);
+            stats = verdict.stats;
+            warnings = verdict.warnings;
+            if !verdict.violations.is_empty() {
+                let violations: Vec<Violation> = verdict
+                    .violations
+                    .iter()
+                    .map(|violation| {
+                        Violation::from_policy(&violation.policy, violation.field.clone(), &violation.message)
+                    })
+                    .collect();
+                let rules = violations.iter().map(|violation| violation.rule.to_string()).collect();
+                let mut response = AdmissionResponse::deny(&request.uid, denial(kind.kind(), name, &violations));
+                response.warnings = warnings;
+                return (response, rules, stats);
+            }
+            for change in verdict.changes {
+                changes.note(change);
+            }
+        }
+        for change in mutate::apply_defaults(kind, &mut mutated, &self.config).as_slice() {
+            changes.note(change.clone());
+        }
+        if !changes.is_empty() {
+            mutate::annotate(&mut mutated, &changes);
+        }
+        let patch = json_patch::diff(object, &mutated);
         let mut response = AdmissionResponse::allow(&request.uid);
+        response.warnings = warnings;
         if !patch.0.is_empty() {
             // Serialising a Patch of JSON values cannot fail.
             let bytes = serde_json::to_vec(&patch).unwrap_or_default();
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             response.patch_type = Some("JSONPatch");
         }
-        (response, Vec::new())
+        (response, Vec::new(), stats)
     }
 
     fn validate_response(
@@ -197,29 +291,95 @@ impl Admission {
         request: &AdmissionRequest,
         object: &Value,
         name: &str,
-    ) -> (AdmissionResponse, Vec<&'static str>) {
-        let old_object = match request.operation {
-            Operation::Update => request.old_object.as_ref().filter(|old| old.is_object()),
-            _ => None,
-        };
+    ) -> (AdmissionResponse, Vec<String>, Vec<PolicyStat>) {
+        let engine_request = self.engine_request(kind, request, object, name);
         let subject = Subject {
             kind,
             object,
-            old_object,
+            old_object: engine_request.old_object,
             namespace: request.namespace.as_deref(),
         };
-        let violations = self.judge(&subject);
-        if violations.is_empty() {
-            return (AdmissionResponse::allow(&request.uid), Vec::new());
+        let mut violations = validate::validate(&subject, &self.config);
+        let mut response = AdmissionResponse::allow(&request.uid);
+        let mut stats = Vec::new();
+        if let Some(engine) = &self.engine {
+            let verdict = engine.validate(&engine_request);
+            violations.extend(verdict.violations.iter().map(|violation| {
+                Violation::from_policy(&violation.policy, violation.field.clone(), &violation.message)
+            }));
+            response.warnings = verdict.warnings;
+            response.audit_annotations = verdict.audit_annotations;
+            for ignored in &verdict.ignored_errors {
+                tracing::warn!(uid = %request.uid, error = %ignored, "policy error ignored (failurePolicy Ignore)");
+            }
+            stats = verdict.stats;
+            if violations.is_empty() {
+                engine.reserve(&engine_request);
+            }
         }
-        let rules = violations.iter().map(|violation| violation.rule).collect();
-        (
-            AdmissionResponse::deny(&request.uid, denial(kind, name, &violations)),
-            rules,
-        )
+        if violations.is_empty() {
+            return (response, Vec::new(), stats);
+        }
+        let rules = violations.iter().map(|violation| violation.rule.to_string()).collect();
+        let warnings = std::mem::take(&mut response.warnings);
+        let audit = std::mem::take(&mut response.audit_annotations);
+        let mut denied = AdmissionResponse::deny(&request.uid, denial(kind.kind(), name, &violations));
+        denied.warnings = warnings;
+        denied.audit_annotations = audit;
+        (denied, rules, stats)
     }
 
-    /// Every rule that decides whether an object is admitted. The built-in rules today; CEL policies join here.
+    /// RunnerPolicy and Tenant objects are judged by the webhook itself: a policy that does not compile is refused
+    /// with the error and its position, so a broken policy never reaches the cluster.
+    fn judge_own_kind(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        let allow = AdmissionResponse::allow(&request.uid);
+        if !matches!(request.operation, Operation::Create | Operation::Update) {
+            return allow;
+        }
+        let Some(object) = request.object.as_ref() else {
+            return allow;
+        };
+        let problem = match request.kind.kind.as_str() {
+            "RunnerPolicy" => match serde_json::from_value::<RunnerPolicy>(object.clone()) {
+                Err(error) => Some(("spec".to_owned(), format!("not a valid RunnerPolicy: {error}"))),
+                Ok(policy) => {
+                    let runtime = self.engine.as_ref().map(|engine| Arc::clone(engine.runtime()));
+                    let runtime = runtime.unwrap_or_else(|| Arc::new(crate::policy::runtime::Runtime::new()));
+                    crate::policy::compile::compile(&policy, &runtime)
+                        .err()
+                        .map(|error| (error.field, error.message))
+                }
+            },
+            "Tenant" => match serde_json::from_value::<Tenant>(object.clone()) {
+                Err(error) => Some(("spec".to_owned(), format!("not a valid Tenant: {error}"))),
+                Ok(tenant) => {
+                    crate::policy::check_tenant(&tenant)
+                        .err()
+                        .map(|message| match message.split_once(": ") {
+                            Some((field, message)) if field.starts_with("spec") => {
+                                (field.to_owned(), message.to_owned())
+                            }
+                            _ => ("spec".to_owned(), message),
+                        })
+                }
+            },
+            _ => None,
+        };
+        match problem {
+            None => allow,
+            Some((field, message)) => {
+                let name = request.name.clone().unwrap_or_default();
+                let violation = Violation {
+                    field,
+                    message,
+                    rule: std::borrow::Cow::Borrowed("own-kind"),
+                };
+                AdmissionResponse::deny(&request.uid, denial(&request.kind.kind, &name, &[violation]))
+            }
+        }
+    }
+
+    /// Every built-in rule for an object, without policies (for callers that have no request).
     pub fn judge(&self, subject: &Subject<'_>) -> Vec<Violation> {
         validate::validate(subject, &self.config)
     }
@@ -281,7 +441,7 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
             ),
         ));
     }
-    let request = review
+    let mut request = review
         .request
         .ok_or_else(|| BadRequest::new("missing-request", "AdmissionReview has no `request`: nothing to review"))?;
     if request.uid.is_empty() {
@@ -345,7 +505,7 @@ fn invalid_request(uid: &str, field: &str, message: String) -> AdmissionResponse
     AdmissionResponse::deny(uid, failure(400, "BadRequest", &text, None))
 }
 
-fn denial(kind: RunnerKind, name: &str, violations: &[Violation]) -> Status {
+fn denial(kind: &str, name: &str, violations: &[Violation]) -> Status {
     let causes = violations
         .iter()
         .map(|violation| StatusCause {

@@ -37,6 +37,9 @@ pub struct AdmissionRequest {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: Option<UserInfo>,
+    /// The same user info as raw JSON, for policies' `request.userInfo`.
+    #[serde(skip)]
+    pub user_info_json: Option<Value>,
     #[serde(default)]
     pub object: Option<Value>,
     #[serde(default)]

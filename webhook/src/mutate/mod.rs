@@ -60,8 +60,17 @@ pub fn mutate(kind: RunnerKind, object: &Value, config: &Config) -> Mutation {
     }
 }
 
-/// Applies every mutation step to `object` in place and returns what changed (the annotation included).
+/// Applies every mutation step to `object` in place and records what changed in the annotations.
 pub fn apply(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
+    let changes = apply_defaults(kind, object, config);
+    if !changes.is_empty() {
+        annotate(object, &changes);
+    }
+    changes
+}
+
+/// Built-in defaults and harness injection, without the annotation (so policy mutations can join the same note).
+pub fn apply_defaults(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
     let mut changes = Changes::default();
     if !object.is_object() {
         return changes;
@@ -84,13 +93,11 @@ pub fn apply(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
             }
         }
     }
-    if !changes.is_empty() {
-        annotate(object, &changes);
-    }
     changes
 }
 
-fn annotate(object: &mut Value, changes: &Changes) {
+/// Records which Beamstack version mutated the object and what it set.
+pub fn annotate(object: &mut Value, changes: &Changes) {
     if let Some(annotations) = crate::tree::object_at(object, &["metadata", "annotations"]) {
         annotations.insert(
             ANNOTATION_MUTATED_BY.to_owned(),

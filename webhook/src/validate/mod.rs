@@ -11,6 +11,7 @@ mod spark;
 use crate::config::Config;
 use crate::kinds::RunnerKind;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 
 pub use images::normalize_image;
@@ -20,7 +21,7 @@ pub use images::normalize_image;
 pub struct Violation {
     pub field: String,
     pub message: String,
-    pub rule: &'static str,
+    pub rule: Cow<'static, str>,
 }
 
 impl Violation {
@@ -28,14 +29,27 @@ impl Violation {
         Self {
             field: field.into(),
             message: message.into(),
-            rule,
+            rule: Cow::Borrowed(rule),
+        }
+    }
+
+    /// A failed validation of a RunnerPolicy; its rule label is `policy/<name>`.
+    pub fn from_policy(policy: &str, field: Option<String>, message: &str) -> Self {
+        Self {
+            field: field.unwrap_or_default(),
+            message: format!("[policy {policy}] {message}"),
+            rule: Cow::Owned(format!("policy/{policy}")),
         }
     }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -68,7 +82,7 @@ pub fn validate(subject: &Subject<'_>, config: &Config) -> Vec<Violation> {
 }
 
 /// The message of a denial: every violation on a line of its own, so kubectl prints a readable list.
-pub fn denial_message(kind: RunnerKind, name: &str, violations: &[Violation]) -> String {
+pub fn denial_message(kind: &str, name: &str, violations: &[Violation]) -> String {
     let count = violations.len();
     let noun = if count == 1 { "problem" } else { "problems" };
     let mut message = format!("{kind} {name:?} has {count} {noun}:");
