@@ -32,6 +32,17 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyOutcomeLabels {
+    policy: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -55,6 +66,9 @@ pub struct Metrics {
     bad_requests: Family<ReasonLabels, Counter>,
     certificate_reloads: Family<ResultLabels, Counter>,
     tls_handshake_failures: Counter,
+    policy_evaluations: Family<PolicyOutcomeLabels, Counter>,
+    policy_latency: Family<PolicyLabels, Histogram>,
+    policy_reloads: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,7 +120,29 @@ impl Metrics {
             "Connections dropped during the TLS handshake (plain HTTP, unknown CA, no client certificate)",
             tls_handshake_failures.clone(),
         );
+        let policy_evaluations = Family::<PolicyOutcomeLabels, Counter>::default();
+        registry.register(
+            "policy_evaluations",
+            "RunnerPolicy evaluations, by policy and outcome (passed, denied, warned, audited, mutated, not-matched, error)",
+            policy_evaluations.clone(),
+        );
+        let policy_latency =
+            Family::<PolicyLabels, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS.iter().copied()));
+        registry.register(
+            "policy_duration_seconds",
+            "Time to evaluate one RunnerPolicy for one request",
+            policy_latency.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy folder reloads, by result (loaded, rejected: the previous set stays in force)",
+            policy_reloads.clone(),
+        );
         Self {
+            policy_evaluations,
+            policy_latency,
+            policy_reloads,
             registry,
             admissions,
             latency,
@@ -140,6 +176,19 @@ impl Metrics {
         if record.patched {
             self.patches.get_or_create(&KindLabels { kind }).inc();
         }
+        for stat in &record.policy_stats {
+            self.policy_evaluations
+                .get_or_create(&PolicyOutcomeLabels {
+                    policy: stat.policy.clone(),
+                    outcome: stat.outcome.as_str(),
+                })
+                .inc();
+            self.policy_latency
+                .get_or_create(&PolicyLabels {
+                    policy: stat.policy.clone(),
+                })
+                .observe(stat.elapsed.as_secs_f64());
+        }
         for rule in &record.denied_by {
             self.denials.get_or_create(&RuleLabels { rule: rule.clone() }).inc();
         }
@@ -152,6 +201,11 @@ impl Metrics {
     pub fn record_certificate_reload(&self, loaded: bool) {
         let result = if loaded { "loaded" } else { "rejected" };
         self.certificate_reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn record_policy_reload(&self, loaded: bool) {
+        let result = if loaded { "loaded" } else { "rejected" };
+        self.policy_reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn record_handshake_failure(&self) {

@@ -450,6 +450,10 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
             "AdmissionReview field `request.uid` is empty",
         ));
     }
+    request.user_info_json = request
+        .user_info
+        .as_ref()
+        .and_then(|user| serde_json::to_value(user).ok());
     Ok(request)
 }
 

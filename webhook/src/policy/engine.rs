@@ -413,15 +413,14 @@ impl Engine {
                 total.plus(ledger.namespace_usage(namespace, excluding.as_ref(), now))
             })
         };
-        if let Some(tenant) = tenant {
-            if let Some(stated) = self
+        if let Some(tenant) = tenant
+            && let Some(stated) = self
                 .stated_usage
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&tenant.name_any())
-            {
-                usage = usage.plus(*stated);
-            }
+        {
+            usage = usage.plus(*stated);
         }
         scope.add_variable_from_value("usage", demand_value(usage));
         scope.add_variable_from_value(

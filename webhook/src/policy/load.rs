@@ -245,3 +245,79 @@ pub fn build(
     };
     Ok((set, policies, tenants))
 }
+
+/// A policy folder that is re-read when its contents change.
+#[derive(Debug)]
+pub struct DirectorySource {
+    dir: PathBuf,
+    fingerprint: std::sync::Mutex<Option<u64>>,
+}
+
+/// What one look at the folder found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    Unchanged,
+    /// A new set is in force, with this many policies and tenants.
+    Installed {
+        policies: usize,
+        tenants: usize,
+    },
+    /// The folder changed but does not compile: the previous set stays in force.
+    Rejected(Vec<LoadError>),
+}
+
+impl DirectorySource {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            fingerprint: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn fingerprint(&self) -> Result<u64, LoadError> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for file in yaml_files(&self.dir)? {
+            file.hash(&mut hasher);
+            std::fs::read(&file)
+                .map_err(|error| LoadError {
+                    file: file.clone(),
+                    line: 0,
+                    message: error.to_string(),
+                })?
+                .hash(&mut hasher);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Re-reads the folder if its contents changed, and installs the new set only if all of it compiles.
+    pub fn poll(&self, engine: &super::engine::Engine) -> Reload {
+        let fingerprint = match self.fingerprint() {
+            Ok(fingerprint) => fingerprint,
+            Err(error) => return Reload::Rejected(vec![error]),
+        };
+        let mut last = self.fingerprint.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *last == Some(fingerprint) {
+            return Reload::Unchanged;
+        }
+        *last = Some(fingerprint);
+        let documents = match read(&self.dir) {
+            Ok(documents) => documents,
+            Err(errors) => return Reload::Rejected(errors),
+        };
+        match build(&documents, engine.runtime()) {
+            Ok((set, policies, tenants)) => {
+                engine.install(set);
+                Reload::Installed {
+                    policies: policies.len(),
+                    tenants: tenants.len(),
+                }
+            }
+            Err(errors) => Reload::Rejected(errors),
+        }
+    }
+}

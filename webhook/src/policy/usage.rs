@@ -54,10 +54,10 @@ impl UsageLedger {
 
     /// The watch saw `key` deleted.
     pub fn forget(&mut self, key: &ObjectKey) {
-        if let Some(previous) = self.observed.remove(key) {
-            if let Some(total) = self.per_namespace.get_mut(&key.namespace) {
-                *total = total.minus(previous);
-            }
+        if let Some(previous) = self.observed.remove(key)
+            && let Some(total) = self.per_namespace.get_mut(&key.namespace)
+        {
+            *total = total.minus(previous);
         }
         if let Some(reserved) = self.reservations.get_mut(&key.namespace) {
             reserved.remove(key);
@@ -90,10 +90,10 @@ impl UsageLedger {
     pub fn namespace_usage(&self, namespace: &str, excluding: Option<&ObjectKey>, now: Instant) -> Demand {
         let mut usage = self.per_namespace.get(namespace).copied().unwrap_or_default();
         let counted_out = |key: &ObjectKey| Some(key) == excluding;
-        if let Some(key) = excluding.filter(|key| key.namespace == namespace) {
-            if let Some(observed) = self.observed.get(key) {
-                usage = usage.minus(*observed);
-            }
+        if let Some(key) = excluding.filter(|key| key.namespace == namespace)
+            && let Some(observed) = self.observed.get(key)
+        {
+            usage = usage.minus(*observed);
         }
         for (key, (demand, until)) in self.reservations.get(namespace).into_iter().flatten() {
             if *until <= now || counted_out(key) {
