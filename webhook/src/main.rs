@@ -3,12 +3,16 @@
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::certs::{self, ServingCertRequest};
 use beamstack::config::Config;
+use beamstack::policy::engine::{Engine, Limits};
+use beamstack::policy::load::{DirectorySource, Reload};
+use beamstack::policy::runtime::Runtime;
 use beamstack::server::{ServeOptions, Server};
 use beamstack::telemetry::{self, LogFormat};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -66,6 +70,13 @@ struct ServeArgs {
     /// YAML configuration of defaults, harness and validation (see README); built-in defaults when absent.
     #[arg(long, env = "BEAM_WEBHOOK_CONFIG")]
     config: Option<PathBuf>,
+    /// Folder of RunnerPolicy and Tenant YAML files (any depth); changes take effect without a restart. A change that
+    /// does not compile is refused and shown in /readyz; the previous set stays in force.
+    #[arg(long, env = "BEAM_WEBHOOK_POLICIES")]
+    policies: Option<PathBuf>,
+    /// How often the policy folder is checked for changes.
+    #[arg(long, env = "BEAM_WEBHOOK_POLICY_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    policy_reload_interval: Duration,
     /// After SIGTERM, how long in-flight requests may take before connections are closed.
     #[arg(long, env = "BEAM_WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -149,13 +160,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         client_ca: args.client_ca,
         reload_interval: args.tls_reload_interval,
         drain_timeout: args.drain_timeout,
+        policy_reload_interval: args.policy_reload_interval,
     };
+    let (admission, source) = admission_with_policies(config, args.policies.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
-        let server = Server::start(&options, Admission::new(config))
+        let server = Server::start(&options, admission, source)
             .await
             .map_err(|error| error.to_string())?;
         wait_for_signal().await;
@@ -163,6 +176,34 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+/// The admission logic, with the policy folder's set in force when one is given. At start-up there is no previous
+/// set to fall back to, so a folder that does not compile stops the webhook with every error listed.
+fn admission_with_policies(
+    config: Config,
+    policies: Option<&std::path::Path>,
+) -> Result<(Admission, Option<DirectorySource>), String> {
+    let Some(dir) = policies else {
+        return Ok((Admission::new(config), None));
+    };
+    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let source = DirectorySource::new(dir);
+    match source.poll(&engine) {
+        Reload::Installed { policies, tenants } => {
+            tracing::info!(policies, tenants, dir = %dir.display(), "policies loaded");
+        }
+        Reload::Unchanged => {}
+        Reload::Rejected(errors) => {
+            let listed: Vec<String> = errors.iter().map(|error| format!("  {error}")).collect();
+            return Err(format!(
+                "the policies in {} do not load:\n{}",
+                dir.display(),
+                listed.join("\n")
+            ));
+        }
+    }
+    Ok((Admission::with_engine(config, engine), Some(source)))
 }
 
 async fn wait_for_signal() {

@@ -12,6 +12,7 @@ use beamstack::server::{ServeOptions, Server};
 use common::{fixture, patch_of, review};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tls_client::{Client, der_of};
 
@@ -53,12 +54,13 @@ fn options(dir: &Path, client_ca: Option<PathBuf>) -> ServeOptions {
         client_ca,
         reload_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
+        policy_reload_interval: Duration::from_millis(50),
     }
 }
 
 async fn start(dir: &Path, bundle: &CertBundle, client_ca: Option<PathBuf>) -> Server {
     project_secret(dir, 1, bundle);
-    Server::start(&options(dir, client_ca), Admission::new(Config::default()))
+    Server::start(&options(dir, client_ca), Admission::new(Config::default()), None)
         .await
         .unwrap()
 }
@@ -645,4 +647,68 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+#[tokio::test]
+async fn policy_folder_changes_apply_live_and_refused_ones_show_in_readyz() {
+    use beamstack::policy::engine::{Engine, Limits};
+    use beamstack::policy::load::DirectorySource;
+    use beamstack::policy::runtime::Runtime;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let policy = |expression: &str| {
+        format!(
+            "apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata: {{name: max-parallelism}}\nspec:\n  validations:\n    - expression: \"{expression}\"\n      message: too parallel\n"
+        )
+    };
+    std::fs::write(policies.join("p.yaml"), policy("object.spec.job.parallelism <= 100")).unwrap();
+    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let source = DirectorySource::new(&policies);
+    source.poll(&engine);
+    let bundle = bundle();
+    project_secret(dir.path(), 1, &bundle);
+    let admission = Admission::with_engine(Config::default(), Arc::clone(&engine));
+    let server = Server::start(&options(dir.path(), None), admission, Some(source))
+        .await
+        .unwrap();
+    let client = Client::new(&[&bundle.ca_cert], None);
+    let object = common::mutated(&common::state(Config::default()), "CREATE", &fixture("flink-plain"))
+        .await
+        .0;
+    let body = review("CREATE", &object, None);
+    let address = server.admission_address;
+    async fn verdict_of(client: &Client, address: std::net::SocketAddr, body: &Value) -> Value {
+        client.post_json(address, "/validate", body).await.unwrap().1["response"]["allowed"].clone()
+    }
+    assert_eq!(
+        verdict_of(&client, address, &body).await,
+        json!(true),
+        "parallelism 2 <= 100"
+    );
+
+    // A live change: the limit drops to 1.
+    std::fs::write(policies.join("p.yaml"), policy("object.spec.job.parallelism <= 1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(verdict_of(&client, address, &body).await, json!(false));
+
+    // A broken change is refused: the previous set keeps denying, /readyz says why, the metric counts it.
+    std::fs::write(policies.join("p.yaml"), policy("object.spec.job.parallelism <=")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(verdict_of(&client, address, &body).await, json!(false));
+    let readyz = http_get(&format!("http://{}/readyz", server.admin_address)).await;
+    assert!(
+        readyz.contains("latestChangeRefused") && readyz.contains("p.yaml:6"),
+        "{readyz}"
+    );
+    assert!(
+        readyz.contains("\"ready\":true"),
+        "the last good set is in force: still ready; {readyz}"
+    );
+    let metrics = server.state.metrics.encode();
+    assert!(
+        metrics.contains("beamstack_webhook_policy_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     /// False until the listeners are up, and again once shutdown has begun (so the Service stops routing to us).
     pub ready: AtomicBool,
     pub certificates: Option<Arc<CertificateStore>>,
+    /// Why the policy folder's latest contents were refused (the previous set stays in force); empty when fine.
+    pub policy_errors: std::sync::RwLock<Vec<String>>,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(true),
             certificates: None,
+            policy_errors: Default::default(),
         })
     }
 }
@@ -153,12 +156,26 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let policies = state
+        .admission
+        .engine()
+        .map(|engine| engine.policy_set().policies.len());
+    let policy_errors = state
+        .policy_errors
+        .read()
+        .map(|errors| errors.clone())
+        .unwrap_or_default();
     let body = json!({
         "ready": status == StatusCode::OK,
         "checks": {
             "serving": if ready { "ok" } else { "shutting down or not started" },
             "certificate": match certificate { Some(true) => "loaded", Some(false) => "missing", None => "not used" },
             "config": "loaded",
+            "policies": match policies {
+                None => json!("not used"),
+                Some(count) if policy_errors.is_empty() => json!({"inForce": count}),
+                Some(count) => json!({"inForce": count, "latestChangeRefused": policy_errors}),
+            },
         },
         "version": crate::VERSION,
     });
@@ -176,6 +193,47 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Re-reads the policy folder every `interval`; a folder that does not compile leaves the last good set in force.
+fn watch_policies(
+    source: crate::policy::load::DirectorySource,
+    engine: Arc<crate::policy::engine::Engine>,
+    state: Arc<AppState>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    use crate::policy::load::Reload;
+    let source = Arc::new(source);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let (source, engine) = (Arc::clone(&source), Arc::clone(&engine));
+            let Ok(outcome) = tokio::task::spawn_blocking(move || source.poll(&engine)).await else {
+                continue;
+            };
+            match outcome {
+                Reload::Unchanged => {}
+                Reload::Installed { policies, tenants } => {
+                    tracing::info!(policies, tenants, "policy set reloaded");
+                    state.metrics.record_policy_reload(true);
+                    if let Ok(mut errors) = state.policy_errors.write() {
+                        errors.clear();
+                    }
+                }
+                Reload::Rejected(errors) => {
+                    for error in &errors {
+                        tracing::error!(%error, "policy change refused; the previous set stays in force");
+                    }
+                    state.metrics.record_policy_reload(false);
+                    if let Ok(mut kept) = state.policy_errors.write() {
+                        *kept = errors.iter().map(ToString::to_string).collect();
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -187,6 +245,8 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub drain_timeout: Duration,
+    /// How often the policy folder (if any) is checked for changes.
+    pub policy_reload_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +271,11 @@ pub struct Server {
 
 impl Server {
     /// Binds both ports and starts serving; returns once the listeners are up.
-    pub async fn start(options: &ServeOptions, admission: Admission) -> Result<Self, ServeError> {
+    pub async fn start(
+        options: &ServeOptions,
+        admission: Admission,
+        policy_source: Option<crate::policy::load::DirectorySource>,
+    ) -> Result<Self, ServeError> {
         let store = CertificateStore::load(&options.tls_cert, &options.tls_key)?;
         let tls_config = tls::server_config(Arc::clone(&store), options.client_ca.as_deref())?;
         let state = Arc::new(AppState {
@@ -219,6 +283,7 @@ impl Server {
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
             certificates: Some(Arc::clone(&store)),
+            policy_errors: Default::default(),
         });
         let bind = |address: SocketAddr| async move {
             tokio::net::TcpListener::bind(address)
@@ -258,6 +323,15 @@ impl Server {
                 tracing::error!(%error, "admin server failed");
             }
         });
+        let mut tasks = vec![admission_task, admin_task, reloader];
+        if let (Some(source), Some(engine)) = (policy_source, state.admission.engine().cloned()) {
+            tasks.push(watch_policies(
+                source,
+                engine,
+                Arc::clone(&state),
+                options.policy_reload_interval,
+            ));
+        }
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%admission_address, %admin_address, version = crate::VERSION, "beam-webhook serving");
         Ok(Self {
@@ -265,7 +339,7 @@ impl Server {
             admin_address,
             state,
             shutdown,
-            tasks: vec![admission_task, admin_task, reloader],
+            tasks,
         })
     }
 
@@ -274,7 +348,7 @@ impl Server {
         self.state.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let mut tasks = self.tasks.into_iter();
-        // The admission and admin servers drain; the reloader loops forever and is simply stopped.
+        // The admission and admin servers drain; the reloaders loop forever and are simply stopped.
         for task in tasks.by_ref().take(2) {
             let _ = task.await;
         }
