@@ -383,6 +383,36 @@ impl Engine {
         let runner_spec = tree::get(request.object, request.kind.spec_path()).map_or(Value::Null, to_cel);
         scope.add_variable_from_value("runnerSpec", runner_spec);
         scope.add_variable_from_value("kind", Value::from(request.kind.kind()));
+        // Every container, image and volume wherever the kind keeps them, so rules need not know each layout.
+        let subject = crate::validate::Subject {
+            kind: request.kind,
+            object: request.object,
+            old_object: request.old_object,
+            namespace: Some(request.namespace),
+        };
+        let listed = |entries: Vec<(String, Json)>, key: &str| {
+            Value::List(Arc::new(
+                entries
+                    .into_iter()
+                    .map(|(path, value)| to_cel(&serde_json::json!({"path": path, key: value})))
+                    .collect(),
+            ))
+        };
+        let containers = crate::validate::containers_of(&subject)
+            .into_iter()
+            .map(|(p, c)| (p, c.clone()))
+            .collect();
+        scope.add_variable_from_value("containers", listed(containers, "container"));
+        let images = crate::validate::images_of(&subject)
+            .into_iter()
+            .map(|(p, i)| (p, Json::String(i)))
+            .collect();
+        scope.add_variable_from_value("images", listed(images, "image"));
+        let volumes = crate::validate::volumes_of(&subject)
+            .into_iter()
+            .map(|(p, v)| (p, v.clone()))
+            .collect();
+        scope.add_variable_from_value("volumes", listed(volumes, "volume"));
         let request_value = serde_json::json!({
             "operation": if request.create { "CREATE" } else { "UPDATE" },
             "namespace": request.namespace,

@@ -14,6 +14,7 @@ pub mod load;
 pub mod model;
 pub mod runtime;
 pub mod tenants;
+pub mod testing;
 pub mod usage;
 
 use crate::units::Quantity;

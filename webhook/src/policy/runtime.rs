@@ -22,7 +22,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// The variables every policy expression may use.
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 13] = [
     "object",
     "oldObject",
     "request",
@@ -33,6 +33,9 @@ pub const VARIABLES: [&str; 10] = [
     "demand",
     "runnerSpec",
     "kind",
+    "containers",
+    "images",
+    "volumes",
 ];
 
 /// Name of the metering function injected into comprehensions.
@@ -185,6 +188,7 @@ impl Runtime {
         add("sumQuantities", root.add_function("sumQuantities", sum_quantities));
         add("flinkMemory", root.add_function("flinkMemory", flink_memory));
         add("sparkMemory", root.add_function("sparkMemory", spark_memory));
+        add("normalizeImage", root.add_function("normalizeImage", normalize_image));
         add("lowerAscii", root.add_function("lowerAscii", lower_ascii));
         add("upperAscii", root.add_function("upperAscii", upper_ascii));
         add("join", root.add_function("join", join));
@@ -618,6 +622,11 @@ fn find_all(This(text): This<Arc<String>>, pattern: Arc<String>) -> Result<Value
         .map(|m| Value::from(m.as_str()))
         .collect();
     Ok(Value::List(Arc::new(found)))
+}
+
+/// `normalizeImage('flink:1.20') == 'docker.io/library/flink:1.20'`: Docker's implicit registry spelled out.
+fn normalize_image(image: Arc<String>) -> Value {
+    Value::from(crate::validate::normalize_image(&image))
 }
 
 fn lower_ascii(This(text): This<Arc<String>>) -> Value {

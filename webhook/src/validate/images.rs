@@ -86,7 +86,7 @@ fn declared_versions(spec: &HarnessSpec, object: &Value) -> Option<(String, Opti
 }
 
 /// Every image an object names, with its field path.
-fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
+pub fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
     let object = subject.object;
     let mut found = Vec::new();
     let mut image_at = |path: &[&str]| {
@@ -104,12 +104,42 @@ fn images_of(subject: &Subject<'_>) -> Vec<(String, String)> {
             }
         }
     }
+    for (path, container) in containers_of(subject) {
+        if let Some(image) = container.get("image").and_then(Value::as_str) {
+            found.push((format!("{path}.image"), image.to_owned()));
+        }
+    }
+    found
+}
+
+/// Every container an object declares (pod templates, sidecars, init containers), with its field path.
+pub fn containers_of<'a>(subject: &Subject<'a>) -> Vec<(String, &'a Value)> {
+    let mut found = Vec::new();
     for (path, key) in container_lists(subject) {
-        if let Some(list) = get(object, &[&path[..], &[key]].concat()).and_then(Value::as_array) {
+        if let Some(list) = get(subject.object, &[&path[..], &[key]].concat()).and_then(Value::as_array) {
             for (index, container) in list.iter().enumerate() {
-                if let Some(image) = container.get("image").and_then(Value::as_str) {
-                    found.push((field(&path, &format!("{key}[{index}].image")), image.to_owned()));
-                }
+                found.push((field(&path, &format!("{key}[{index}]")), container));
+            }
+        }
+    }
+    found
+}
+
+/// Every volume an object declares, with its field path.
+pub fn volumes_of<'a>(subject: &Subject<'a>) -> Vec<(String, &'a Value)> {
+    let owners: Vec<Vec<&str>> = match subject.kind.runner() {
+        Runner::Flink => vec![
+            vec!["spec", "podTemplate", "spec"],
+            vec!["spec", "jobManager", "podTemplate", "spec"],
+            vec!["spec", "taskManager", "podTemplate", "spec"],
+        ],
+        Runner::Spark => vec![subject.kind.spec_path().to_vec()],
+    };
+    let mut found = Vec::new();
+    for owner in owners {
+        if let Some(list) = get(subject.object, &[&owner[..], &["volumes"]].concat()).and_then(Value::as_array) {
+            for (index, volume) in list.iter().enumerate() {
+                found.push((field(&owner, &format!("volumes[{index}]")), volume));
             }
         }
     }

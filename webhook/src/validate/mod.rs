@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 
-pub use images::normalize_image;
+pub use images::{containers_of, images_of, normalize_image, volumes_of};
 
 /// One broken rule: the field it concerns, what is wrong and what to do, and the rule's name (a metric label).
 #[derive(Debug, Clone, PartialEq, Eq)]
