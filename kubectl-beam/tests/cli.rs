@@ -1,14 +1,140 @@
 //! The plugin binary as kubectl runs it.
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn beam(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 #[test]
 fn version_names_the_release() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
-        .arg("version")
-        .output()
-        .unwrap();
+    let output = beam(&["version"]);
     assert!(output.status.success());
     assert_eq!(
-        String::from_utf8(output.stdout).unwrap().trim(),
+        text(&output.stdout).trim(),
         format!("kubectl-beam {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn the_shipped_policies_pass_their_own_tests() {
+    let output = beam(&["policy", "test", "policies/"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    for policy in [
+        "tenant-budget",
+        "per-job-caps",
+        "image-registries",
+        "flink-versions",
+        "upgrade-mode-dirs",
+        "harness-versions",
+        "required-labels",
+        "no-privileged-sidecars",
+        "spark-dynamic-allocation",
+        "tenant-defaults",
+    ] {
+        assert!(stdout.contains(policy), "no test cases for {policy}:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata: {name: small}\nspec:\n  validations:\n    - expression: \"object.spec.job.parallelism <= 2\"\n      message: too parallel\n",
+    )
+    .unwrap();
+    let resource = repo().join("policies/tests/resources/flink-pipeline.yaml");
+    std::fs::write(
+        dir.path().join("small.test.yaml"),
+        format!(
+            "apiVersion: beamstack.dev/v1alpha1\nkind: PolicyTest\nmetadata: {{name: small}}\nspec:\n  policies: [policy.yaml]\n  cases:\n    - name: claims 8 is fine\n      resource: {}\n      set: {{spec.job.parallelism: 8}}\n      expect: allow\n",
+            resource.display()
+        ),
+    )
+    .unwrap();
+    let output = beam(&["policy", "test", dir.path().to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL small / claims 8 is fine") && stdout.contains("too parallel"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+    let json = beam(&["policy", "test", dir.path().to_str().unwrap(), "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["cases"][0]["got"], "deny");
+}
+
+#[test]
+fn a_broken_policy_file_is_named_with_line_and_cel_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "# a comment\napiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata: {name: broken}\nspec:\n  validations:\n    - expression: \"object.spec.job.parallelism <=\"\n",
+    )
+    .unwrap();
+    let output = beam(&[
+        "policy",
+        "eval",
+        "--policies",
+        dir.path().to_str().unwrap(),
+        "policies/tests/resources/flink-pipeline.yaml",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("broken.yaml:7:"), "{stderr}");
+    assert!(
+        stderr.contains("spec.validations[0].expression: CEL line 1, column"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn eval_prints_the_verdict_and_the_patch() {
+    let usage = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(usage.path(), "team-a: {cpu: \"9\", memory: 10Gi, jobs: 1}\n").unwrap();
+    let tenants = tempfile::tempdir().unwrap();
+    for file in ["tenant-budget.yaml", "tenant-defaults.yaml"] {
+        std::fs::copy(repo().join("policies").join(file), tenants.path().join(file)).unwrap();
+    }
+    std::fs::write(
+        tenants.path().join("team-a.yaml"),
+        "apiVersion: beamstack.dev/v1alpha1\nkind: Tenant\nmetadata: {name: team-a}\nspec:\n  namespaces: [team-a]\n  budget: {cpu: \"10\"}\n  defaults: {nodeSelector: {pool: team-a}}\n",
+    )
+    .unwrap();
+    let output = beam(&[
+        "policy",
+        "eval",
+        "--policies",
+        tenants.path().to_str().unwrap(),
+        "--usage",
+        usage.path().to_str().unwrap(),
+        "policies/tests/resources/flink-pipeline.yaml",
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "denied objects exit 1: {stdout}");
+    assert!(stdout.contains("FlinkDeployment team-a/wordcount"), "{stdout}");
+    assert!(stdout.contains("DENIED"), "{stdout}");
+    assert!(
+        stdout.contains("tenant team-a would use 13 cpu: it runs 9, this job asks for 4, the budget is 10"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/spec/podTemplate"), "the patch is shown: {stdout}");
 }

@@ -450,7 +450,12 @@ impl Engine {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&tenant.name_any())
         {
-            usage = usage.plus(*stated);
+            // Stated usage includes the running version of an object being updated: count it out, as the ledger does.
+            let old = request
+                .old_object
+                .filter(|_| !request.create)
+                .map(|old| demand_of(request.kind, old));
+            usage = usage.plus(stated.minus(old.unwrap_or_default()));
         }
         scope.add_variable_from_value("usage", demand_value(usage));
         scope.add_variable_from_value(
