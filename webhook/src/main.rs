@@ -45,6 +45,8 @@ enum Command {
     Certs(CertArgs),
     /// Answer one AdmissionReview read from a file (or - for stdin) and print the answer, without a server.
     Review(ReviewArgs),
+    /// Print the CustomResourceDefinitions of RunnerPolicy and Tenant (beamstack.dev/v1alpha1).
+    Crds,
 }
 
 #[derive(Args, Clone)]
@@ -139,6 +141,10 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Certs(args)) => generate_certs(args),
         Some(Command::Review(args)) => review(args),
+        Some(Command::Crds) => {
+            print!("{}", beamstack::policy::model::crds_yaml());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -450,3 +450,56 @@ async fn the_webhook_refuses_policies_that_do_not_compile_and_bad_tenants() {
     );
     assert_eq!(validated(&state, "CREATE", &tenant, None).await["allowed"], true);
 }
+
+#[test]
+fn shipped_policies_and_test_tenants_are_valid_against_our_crds() {
+    use beamstack::policy::model::{RunnerPolicy, Tenant};
+    use kube::CustomResourceExt;
+    let schema = |crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+        jsonschema::validator_for(&schema).unwrap()
+    };
+    let (policy_schema, tenant_schema) = (schema(RunnerPolicy::crd()), schema(Tenant::crd()));
+    let documents = load::read(&repo_path("policies")).unwrap();
+    let mut checked = (0, 0);
+    for document in &documents {
+        let errors: Vec<String> = match document.value["kind"].as_str() {
+            Some("RunnerPolicy") => {
+                checked.0 += 1;
+                policy_schema
+                    .iter_errors(&document.value)
+                    .map(|e| format!("{e} at {}", e.instance_path()))
+                    .collect()
+            }
+            Some("PolicyTest") => {
+                for tenant in document.value["spec"]["tenants"].as_array().into_iter().flatten() {
+                    let mut tenant = tenant.clone();
+                    tenant["apiVersion"] = json!("beamstack.dev/v1alpha1");
+                    tenant["kind"] = json!("Tenant");
+                    checked.1 += 1;
+                    let errors: Vec<String> = tenant_schema.iter_errors(&tenant).map(|e| e.to_string()).collect();
+                    assert!(
+                        errors.is_empty(),
+                        "{}:{}: {errors:?}",
+                        document.file.display(),
+                        document.line
+                    );
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        assert!(
+            errors.is_empty(),
+            "{}:{}: {errors:?}",
+            document.file.display(),
+            document.line
+        );
+    }
+    assert_eq!(checked.0, 11, "ten policy files, one with two policies");
+    assert_eq!(checked.1, 7, "one tenant in each of seven test files");
+    // The check has teeth.
+    let bad = json!({"apiVersion": "beamstack.dev/v1alpha1", "kind": "RunnerPolicy", "metadata": {"name": "x"},
+        "spec": {"action": "Block", "validations": [{"message": "no expression"}]}});
+    assert_eq!(policy_schema.iter_errors(&bad).count(), 2);
+}
