@@ -54,6 +54,8 @@ pub struct CompiledPolicy {
     pub variables: Vec<(String, Compiled)>,
     pub validations: Vec<CompiledValidation>,
     pub mutations: Vec<CompiledMutation>,
+    /// The request-level variables its expressions use: only those are built for a request.
+    pub uses: Vec<&'static str>,
 }
 
 impl CompiledPolicy {
@@ -207,7 +209,26 @@ pub fn compile(policy: &RunnerPolicy, runtime: &Runtime) -> Result<CompiledPolic
             "a policy needs at least one validation or mutation".into(),
         ));
     }
+    let mut uses: Vec<&'static str> = Vec::new();
+    let expressions = match_conditions
+        .iter()
+        .map(|(_, expression)| expression)
+        .chain(variables.iter().map(|(_, expression)| expression))
+        .chain(
+            validations
+                .iter()
+                .flat_map(|validation| std::iter::once(&validation.expression).chain(&validation.message_expression)),
+        )
+        .chain(mutations.iter().map(|mutation| &mutation.expression));
+    for expression in expressions {
+        for variable in super::runtime::referenced_variables(expression) {
+            if !uses.contains(&variable) {
+                uses.push(variable);
+            }
+        }
+    }
     Ok(CompiledPolicy {
+        uses,
         name: name.clone(),
         action: spec.action,
         failure_policy: spec.failure_policy,

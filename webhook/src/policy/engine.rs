@@ -7,7 +7,7 @@
 use super::compile::CompiledPolicy;
 use super::demand::{Demand, demand_of};
 use super::model::{Action, FailurePolicy, MergeStrategy, Tenant};
-use super::runtime::{CelQuantity, CostLimit, EvalError, Runtime, to_cel, to_json};
+use super::runtime::{CelQuantity, CostLimit, EvalError, Runtime, to_cel, to_json, to_val};
 use super::tenants::TenantDirectory;
 use super::usage::{ObjectKey, RESERVATION_TTL, UsageLedger};
 use crate::kinds::RunnerKind;
@@ -116,9 +116,21 @@ pub struct Verdict {
     pub stats: Vec<PolicyStat>,
 }
 
+/// Where policies and tenants come from. The set in force is composed from all of them.
+#[derive(Debug, Default)]
+struct Inputs {
+    file_policies: Vec<CompiledPolicy>,
+    file_tenants: Vec<Tenant>,
+    /// From the cluster, by object name: the last version that compiled.
+    cluster_policies: BTreeMap<String, CompiledPolicy>,
+    cluster_tenants: BTreeMap<String, Tenant>,
+    namespace_labels: HashMap<String, BTreeMap<String, String>>,
+}
+
 pub struct Engine {
     runtime: Arc<Runtime>,
     set: ArcSwap<PolicySet>,
+    inputs: std::sync::Mutex<Inputs>,
     ledger: RwLock<UsageLedger>,
     /// Usage stated from outside (`kubectl beam policy eval --usage`), per tenant, added to what the ledger knows.
     stated_usage: RwLock<HashMap<String, Demand>>,
@@ -138,6 +150,7 @@ impl Engine {
         Self {
             runtime,
             set: ArcSwap::from_pointee(PolicySet::default()),
+            inputs: std::sync::Mutex::new(Inputs::default()),
             ledger: RwLock::new(UsageLedger::default()),
             stated_usage: RwLock::new(HashMap::new()),
             limits,
@@ -148,22 +161,69 @@ impl Engine {
         &self.runtime
     }
 
-    /// Puts a new policy set in force, whole.
+    /// Puts a new set from files in force, whole (policies and tenants from the cluster stay).
     pub fn install(&self, set: PolicySet) {
-        self.set.store(Arc::new(set));
+        self.update(|inputs| {
+            inputs.file_policies = set.policies;
+            inputs.file_tenants = set.tenants.tenants().map(|tenant| tenant.as_ref().clone()).collect();
+            inputs
+                .namespace_labels
+                .extend(set.tenants.namespace_labels_all().clone());
+        });
+    }
+
+    /// A RunnerPolicy from the cluster, compiled; `None` when it was deleted.
+    pub fn set_cluster_policy(&self, name: &str, policy: Option<CompiledPolicy>) {
+        self.update(|inputs| match policy {
+            Some(policy) => {
+                inputs.cluster_policies.insert(name.to_owned(), policy);
+            }
+            None => {
+                inputs.cluster_policies.remove(name);
+            }
+        });
+    }
+
+    /// A Tenant from the cluster; `None` when it was deleted.
+    pub fn set_cluster_tenant(&self, name: &str, tenant: Option<Tenant>) {
+        self.update(|inputs| match tenant {
+            Some(tenant) => {
+                inputs.cluster_tenants.insert(name.to_owned(), tenant);
+            }
+            None => {
+                inputs.cluster_tenants.remove(name);
+            }
+        });
+    }
+
+    /// A namespace's labels; `None` when it was deleted.
+    pub fn set_namespace(&self, name: &str, labels: Option<BTreeMap<String, String>>) {
+        self.update(|inputs| match labels {
+            Some(labels) => {
+                inputs.namespace_labels.insert(name.to_owned(), labels);
+            }
+            None => {
+                inputs.namespace_labels.remove(name);
+            }
+        });
+    }
+
+    /// Applies a change to the inputs and puts the recomposed set in force.
+    fn update(&self, change: impl FnOnce(&mut Inputs)) {
+        let mut inputs = self.inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut inputs);
+        let mut policies = inputs.file_policies.clone();
+        policies.extend(inputs.cluster_policies.values().cloned());
+        let mut tenants = inputs.file_tenants.clone();
+        tenants.extend(inputs.cluster_tenants.values().cloned());
+        self.set.store(Arc::new(PolicySet {
+            policies,
+            tenants: TenantDirectory::new(tenants, inputs.namespace_labels.clone()),
+        }));
     }
 
     pub fn policy_set(&self) -> Arc<PolicySet> {
         self.set.load_full()
-    }
-
-    /// Replaces the tenants and namespace labels, keeping the policies.
-    pub fn install_tenants(&self, tenants: TenantDirectory) {
-        let current = self.set.load();
-        self.set.store(Arc::new(PolicySet {
-            policies: current.policies.clone(),
-            tenants,
-        }));
     }
 
     pub fn with_ledger<T>(&self, f: impl FnOnce(&mut UsageLedger) -> T) -> T {
@@ -230,7 +290,11 @@ impl Engine {
         if candidates.is_empty() {
             return verdict;
         }
-        let scope = self.request_scope(request, &set.tenants, &namespace_labels);
+        let needed: std::collections::HashSet<&str> = candidates
+            .iter()
+            .flat_map(|policy| policy.uses.iter().copied())
+            .collect();
+        let scope = self.request_scope(request, &set.tenants, &namespace_labels, &needed);
         let mut budget = self.limits.per_request_iterations;
         for policy in candidates {
             let started = Instant::now();
@@ -376,12 +440,23 @@ impl Engine {
         request: &Request<'_>,
         tenants: &TenantDirectory,
         namespace_labels: &BTreeMap<String, String>,
+        needed: &std::collections::HashSet<&str>,
     ) -> cel::Context<'_, 'static> {
         let mut scope = self.runtime.scope();
-        scope.add_variable_from_value("object", to_cel(request.object));
-        scope.add_variable_from_value("oldObject", request.old_object.map_or(Value::Null, to_cel));
-        let runner_spec = tree::get(request.object, request.kind.spec_path()).map_or(Value::Null, to_cel);
-        scope.add_variable_from_value("runnerSpec", runner_spec);
+        // Only what some matching policy refers to is built: the object is always converted once, the rest only on
+        // demand (the derived lists and the tenant's usage cost more than most rules).
+        let needs = |name: &str| needed.contains(name);
+        scope.add_variable_as_val("object", to_val(request.object));
+        if needs("oldObject") {
+            scope.add_variable_as_val(
+                "oldObject",
+                request.old_object.map_or_else(|| to_val(&Json::Null), to_val),
+            );
+        }
+        if needs("runnerSpec") {
+            let runner_spec = tree::get(request.object, request.kind.spec_path()).unwrap_or(&Json::Null);
+            scope.add_variable_as_val("runnerSpec", to_val(runner_spec));
+        }
         scope.add_variable_from_value("kind", Value::from(request.kind.kind()));
         // Every container, image and volume wherever the kind keeps them, so rules need not know each layout.
         let subject = crate::validate::Subject {
@@ -391,77 +466,94 @@ impl Engine {
             namespace: Some(request.namespace),
         };
         let listed = |entries: Vec<(String, Json)>, key: &str| {
-            Value::List(Arc::new(
-                entries
-                    .into_iter()
-                    .map(|(path, value)| to_cel(&serde_json::json!({"path": path, key: value})))
-                    .collect(),
-            ))
+            let items: Vec<Json> = entries
+                .into_iter()
+                .map(|(path, value)| serde_json::json!({"path": path, key: value}))
+                .collect();
+            to_val(&Json::Array(items))
         };
-        let containers = crate::validate::containers_of(&subject)
-            .into_iter()
-            .map(|(p, c)| (p, c.clone()))
-            .collect();
-        scope.add_variable_from_value("containers", listed(containers, "container"));
-        let images = crate::validate::images_of(&subject)
-            .into_iter()
-            .map(|(p, i)| (p, Json::String(i)))
-            .collect();
-        scope.add_variable_from_value("images", listed(images, "image"));
-        let volumes = crate::validate::volumes_of(&subject)
-            .into_iter()
-            .map(|(p, v)| (p, v.clone()))
-            .collect();
-        scope.add_variable_from_value("volumes", listed(volumes, "volume"));
-        let request_value = serde_json::json!({
-            "operation": if request.create { "CREATE" } else { "UPDATE" },
-            "namespace": request.namespace,
-            "name": request.name,
-            "dryRun": request.dry_run,
-            "kind": {"group": request.kind.group(), "version": request.kind.version(), "kind": request.kind.kind()},
-            "userInfo": request.user_info.cloned().unwrap_or(Json::Null),
-        });
-        scope.add_variable_from_value("request", to_cel(&request_value));
-        let namespace_object = tenants.namespace_labels(request.namespace).map(|_| {
-            serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": request.namespace, "labels": namespace_labels}})
-        });
-        scope.add_variable_from_value("namespaceObject", namespace_object.as_ref().map_or(Value::Null, to_cel));
-
-        let demand = demand_of(request.kind, request.object);
-        scope.add_variable_from_value("demand", demand_value(demand));
+        if needs("containers") {
+            let containers = crate::validate::containers_of(&subject)
+                .into_iter()
+                .map(|(p, c)| (p, c.clone()))
+                .collect();
+            scope.add_variable_as_val("containers", listed(containers, "container"));
+        }
+        if needs("images") {
+            let images = crate::validate::images_of(&subject)
+                .into_iter()
+                .map(|(p, i)| (p, Json::String(i)))
+                .collect();
+            scope.add_variable_as_val("images", listed(images, "image"));
+        }
+        if needs("volumes") {
+            let volumes = crate::validate::volumes_of(&subject)
+                .into_iter()
+                .map(|(p, v)| (p, v.clone()))
+                .collect();
+            scope.add_variable_as_val("volumes", listed(volumes, "volume"));
+        }
+        if needs("request") {
+            let request_value = serde_json::json!({
+                "operation": if request.create { "CREATE" } else { "UPDATE" },
+                "namespace": request.namespace,
+                "name": request.name,
+                "dryRun": request.dry_run,
+                "kind": {"group": request.kind.group(), "version": request.kind.version(), "kind": request.kind.kind()},
+                "userInfo": request.user_info.cloned().unwrap_or(Json::Null),
+            });
+            scope.add_variable_as_val("request", to_val(&request_value));
+        }
+        if needs("namespaceObject") {
+            let namespace_object = tenants.namespace_labels(request.namespace).map(|_| {
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": request.namespace, "labels": namespace_labels}})
+            });
+            scope.add_variable_as_val(
+                "namespaceObject",
+                to_val(namespace_object.as_ref().unwrap_or(&Json::Null)),
+            );
+        }
+        if needs("demand") {
+            scope.add_variable_from_value("demand", demand_value(demand_of(request.kind, request.object)));
+        }
         let tenant = tenants.tenant_for(request.namespace);
-        let excluding = (!request.create).then(|| ObjectKey::new(request.kind, request.namespace, request.name));
-        let namespaces = match tenant {
+        let namespaces = || match tenant {
             Some(tenant) => tenants.namespaces_of(tenant, request.namespace),
             None => vec![request.namespace.to_owned()],
         };
-        let now = Instant::now();
-        let mut usage = {
-            let ledger = self.ledger.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            namespaces.iter().fold(Demand::default(), |total, namespace| {
-                total.plus(ledger.namespace_usage(namespace, excluding.as_ref(), now))
-            })
-        };
-        if let Some(tenant) = tenant
-            && let Some(stated) = self
-                .stated_usage
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&tenant.name_any())
-        {
-            // Stated usage includes the running version of an object being updated: count it out, as the ledger does.
-            let old = request
-                .old_object
-                .filter(|_| !request.create)
-                .map(|old| demand_of(request.kind, old));
-            usage = usage.plus(stated.minus(old.unwrap_or_default()));
+        if needs("usage") {
+            let excluding = (!request.create).then(|| ObjectKey::new(request.kind, request.namespace, request.name));
+            let now = Instant::now();
+            let mut usage = {
+                let ledger = self.ledger.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+                namespaces().iter().fold(Demand::default(), |total, namespace| {
+                    total.plus(ledger.namespace_usage(namespace, excluding.as_ref(), now))
+                })
+            };
+            if let Some(tenant) = tenant
+                && let Some(stated) = self
+                    .stated_usage
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&tenant.name_any())
+            {
+                // Stated usage includes the running version of an object being updated: count it out, as the
+                // ledger does.
+                let old = request
+                    .old_object
+                    .filter(|_| !request.create)
+                    .map(|old| demand_of(request.kind, old));
+                usage = usage.plus(stated.minus(old.unwrap_or_default()));
+            }
+            scope.add_variable_from_value("usage", demand_value(usage));
         }
-        scope.add_variable_from_value("usage", demand_value(usage));
-        scope.add_variable_from_value(
-            "tenant",
-            tenant.map_or(Value::Null, |tenant| tenant_value(tenant, &namespaces)),
-        );
+        if needs("tenant") {
+            scope.add_variable_from_value(
+                "tenant",
+                tenant.map_or(Value::Null, |tenant| tenant_value(tenant, &namespaces())),
+            );
+        }
         scope
     }
 }

@@ -428,6 +428,14 @@ fn visit(expression: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
         }
         Expr::Select(select) => visit(&select.operand, f),
         Expr::List(list) => list.elements.iter().for_each(|element| visit(element, f)),
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr {
+                    visit(&entry.key, f);
+                    visit(&entry.value, f);
+                }
+            }
+        }
         Expr::Comprehension(comprehension) => {
             let ComprehensionExpr {
                 iter_range,
@@ -524,6 +532,44 @@ fn append_step_work<'a>(step: &'a mut IdedExpr, accumulator: &str) -> Option<&'a
 }
 
 // ---- JSON <-> CEL ----
+
+/// A JSON value straight into cel's evaluation representation, in one pass. Going through `Value` costs two more
+/// deep copies (`add_variable_from_value` converts and clones the whole tree again); the object is the largest
+/// thing a request carries.
+pub fn to_val(value: &serde_json::Value) -> Box<dyn cel::common::value::Val> {
+    use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
+    match value {
+        serde_json::Value::Null => Box::new(CelNull),
+        serde_json::Value::Bool(flag) => Box::new(CelBool::from(*flag)),
+        serde_json::Value::Number(number) => match (number.as_i64(), number.as_u64()) {
+            (Some(int), _) => Box::new(CelInt::from(int)),
+            (None, Some(uint)) => Box::new(CelUInt::from(uint)),
+            _ => Box::new(CelDouble::from(number.as_f64().unwrap_or(f64::NAN))),
+        },
+        serde_json::Value::String(text) => Box::new(CelString::from(text.clone())),
+        serde_json::Value::Array(items) => Box::new(CelList::from(items.iter().map(to_val).collect::<Vec<_>>())),
+        serde_json::Value::Object(map) => Box::new(CelMap::from(
+            map.iter()
+                .map(|(key, value)| (CelMapKey::String(CelString::from(key.clone())), to_val(value)))
+                .collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
+/// The request-level variables an expression refers to (`object`, `tenant`, ...).
+pub fn referenced_variables(compiled: &Compiled) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    visit(&compiled.expression, &mut |node| {
+        if let Expr::Ident(name) = &node.expr {
+            if let Some(variable) = VARIABLES.iter().find(|variable| **variable == name.as_str()) {
+                if !found.contains(variable) {
+                    found.push(*variable);
+                }
+            }
+        }
+    });
+    found
+}
 
 /// A JSON value as CEL sees it; integers are `int` (or `uint` past i64), as Kubernetes converts them.
 pub fn to_cel(value: &serde_json::Value) -> Value {
@@ -926,6 +972,26 @@ mod tests {
             ),
             Ok(Value::Bool(true))
         );
+    }
+
+    #[test]
+    fn direct_values_evaluate_like_converted_ones() {
+        let runtime = Runtime::new();
+        let object = json!({"spec": {"replicas": 2, "cpu": 0.5, "image": "apache/x", "tags": ["a"], "big": u64::MAX}});
+        let compiled = runtime
+            .compile("object.spec.replicas * 2 == 4 && object.spec.cpu == 0.5 && object.spec.image.startsWith('apache') && object.spec.tags[0] == 'a' && object.spec.big > 0u")
+            .unwrap();
+        let mut scope = runtime.scope();
+        scope.add_variable_as_val("object", to_val(&object));
+        assert_eq!(
+            runtime.evaluate(&compiled, &scope, CostLimit::default()),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(referenced_variables(&compiled), ["object"]);
+        let uses = runtime
+            .compile("tenant != null && {'a': usage.cpu}.a == demand.cpu && images.all(i, i.path != '')")
+            .unwrap();
+        assert_eq!(referenced_variables(&uses), ["tenant", "usage", "demand", "images"]);
     }
 
     #[test]

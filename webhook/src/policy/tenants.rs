@@ -38,16 +38,12 @@ impl TenantDirectory {
         self.tenants.iter().map(|(tenant, _)| tenant)
     }
 
+    pub fn namespace_labels_all(&self) -> &HashMap<String, BTreeMap<String, String>> {
+        &self.namespace_labels
+    }
+
     pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
         self.namespace_labels.get(namespace)
-    }
-
-    pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {
-        self.namespace_labels.insert(namespace.to_owned(), labels);
-    }
-
-    pub fn remove_namespace(&mut self, namespace: &str) {
-        self.namespace_labels.remove(namespace);
     }
 
     fn claims(&self, entry: &(Arc<Tenant>, Option<Selector>), namespace: &str) -> bool {
