@@ -560,12 +560,11 @@ pub fn to_val(value: &serde_json::Value) -> Box<dyn cel::common::value::Val> {
 pub fn referenced_variables(compiled: &Compiled) -> Vec<&'static str> {
     let mut found = Vec::new();
     visit(&compiled.expression, &mut |node| {
-        if let Expr::Ident(name) = &node.expr {
-            if let Some(variable) = VARIABLES.iter().find(|variable| **variable == name.as_str()) {
-                if !found.contains(variable) {
-                    found.push(*variable);
-                }
-            }
+        if let Expr::Ident(name) = &node.expr
+            && let Some(variable) = VARIABLES.iter().find(|variable| **variable == name.as_str())
+            && !found.contains(variable)
+        {
+            found.push(*variable);
         }
     });
     found
