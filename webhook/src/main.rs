@@ -76,6 +76,10 @@ struct ServeArgs {
     /// does not compile is refused and shown in /readyz; the previous set stays in force.
     #[arg(long, env = "BEAM_WEBHOOK_POLICIES")]
     policies: Option<PathBuf>,
+    /// Watch the cluster (in-cluster config, or KUBECONFIG): RunnerPolicy and Tenant objects, namespace labels, and
+    /// every runner CR for tenants' usage. /readyz waits until every watch has listed once.
+    #[arg(long, env = "BEAM_WEBHOOK_CLUSTER")]
+    cluster: bool,
     /// How often the policy folder is checked for changes.
     #[arg(long, env = "BEAM_WEBHOOK_POLICY_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     policy_reload_interval: Duration,
@@ -168,13 +172,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         drain_timeout: args.drain_timeout,
         policy_reload_interval: args.policy_reload_interval,
     };
-    let (admission, source) = admission_with_policies(config, args.policies.as_deref())?;
+    let (admission, source) = admission_with_policies(config, args.policies.as_deref(), args.cluster)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
-        let server = Server::start(&options, admission, source)
+        let cluster = match (args.cluster, admission.engine()) {
+            (true, Some(engine)) => {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(|error| format!("--cluster: cannot reach the API server: {error}"))?;
+                Some(beamstack::policy::cluster::start(client, Arc::clone(engine)))
+            }
+            _ => None,
+        };
+        let server = Server::start(&options, admission, source, cluster)
             .await
             .map_err(|error| error.to_string())?;
         wait_for_signal().await;
@@ -189,11 +202,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 fn admission_with_policies(
     config: Config,
     policies: Option<&std::path::Path>,
+    cluster: bool,
 ) -> Result<(Admission, Option<DirectorySource>), String> {
-    let Some(dir) = policies else {
-        return Ok((Admission::new(config), None));
-    };
     let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let Some(dir) = policies else {
+        // Policies and tenants may come from the cluster alone.
+        let admission = if cluster {
+            Admission::with_engine(config, engine)
+        } else {
+            Admission::new(config)
+        };
+        return Ok((admission, None));
+    };
     let source = DirectorySource::new(dir);
     match source.poll(&engine) {
         Reload::Installed { policies, tenants } => {

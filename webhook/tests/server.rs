@@ -60,7 +60,7 @@ fn options(dir: &Path, client_ca: Option<PathBuf>) -> ServeOptions {
 
 async fn start(dir: &Path, bundle: &CertBundle, client_ca: Option<PathBuf>) -> Server {
     project_secret(dir, 1, bundle);
-    Server::start(&options(dir, client_ca), Admission::new(Config::default()), None)
+    Server::start(&options(dir, client_ca), Admission::new(Config::default()), None, None)
         .await
         .unwrap()
 }
@@ -669,7 +669,7 @@ async fn policy_folder_changes_apply_live_and_refused_ones_show_in_readyz() {
     let bundle = bundle();
     project_secret(dir.path(), 1, &bundle);
     let admission = Admission::with_engine(Config::default(), Arc::clone(&engine));
-    let server = Server::start(&options(dir.path(), None), admission, Some(source))
+    let server = Server::start(&options(dir.path(), None), admission, Some(source), None)
         .await
         .unwrap();
     let client = Client::new(&[&bundle.ca_cert], None);

@@ -7,6 +7,7 @@
 //! - `demand`, `usage`, `tenants`: what a job asks for, what a tenant runs, which tenant a namespace is.
 //! - `load`: policies and tenants from YAML files.
 
+pub mod cluster;
 pub mod compile;
 pub mod demand;
 pub mod engine;

@@ -64,10 +64,17 @@ impl UsageLedger {
         }
     }
 
-    /// Forgets everything (a watch restarted from scratch re-lists every object).
-    pub fn clear_observed(&mut self) {
-        self.observed.clear();
-        self.per_namespace.clear();
+    /// After a re-list of one kind: forgets the objects of that kind the re-list did not see (deleted meanwhile).
+    pub fn retain_kind(&mut self, kind: RunnerKind, mut keep: impl FnMut(&ObjectKey) -> bool) {
+        let gone: Vec<ObjectKey> = self
+            .observed
+            .keys()
+            .filter(|key| key.kind == kind && !keep(key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.forget(&key);
+        }
     }
 
     /// This replica admitted `key` with this demand; count it until the watch reports it or `until` passes.
@@ -171,6 +178,21 @@ mod tests {
         );
         ledger.expire(now + Duration::from_secs(2));
         assert_eq!(ledger.namespace_usage("team-a", None, now).cpu, Millicores(7000));
+    }
+
+    #[test]
+    fn a_relist_forgets_what_it_did_not_see() {
+        let now = Instant::now();
+        let mut ledger = UsageLedger::default();
+        ledger.observe(key("a"), demand(1000));
+        ledger.observe(key("b"), demand(2000));
+        ledger.observe(ObjectKey::new(RunnerKind::SparkApplication, "team-a", "s"), demand(500));
+        ledger.retain_kind(RunnerKind::FlinkDeployment, |key| key.name == "a");
+        assert_eq!(
+            ledger.namespace_usage("team-a", None, now).cpu,
+            Millicores(1500),
+            "b is gone, the Spark job stays"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct AppState {
     pub certificates: Option<Arc<CertificateStore>>,
     /// Why the policy folder's latest contents were refused (the previous set stays in force); empty when fine.
     pub policy_errors: std::sync::RwLock<Vec<String>>,
+    /// The cluster watches (policies, tenants, namespaces, runner CRs), when the webhook watches the cluster.
+    pub cluster: Option<Arc<crate::policy::cluster::SyncState>>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             ready: AtomicBool::new(true),
             certificates: None,
             policy_errors: Default::default(),
+            cluster: None,
         })
     }
 }
@@ -151,7 +154,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         let key = store.current();
         key.end_entity_cert().map(|cert| cert.len()).unwrap_or(0) > 0
     });
-    let status = if ready && certificate != Some(false) {
+    // Until every cluster watch has listed once, tenants' usage is incomplete: not ready.
+    let cluster = state.cluster.as_ref().map(|sync| sync.progress());
+    let cluster_synced = cluster.is_none_or(|(synced, expected)| synced >= expected);
+    let status = if ready && certificate != Some(false) && cluster_synced {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -171,6 +177,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "serving": if ready { "ok" } else { "shutting down or not started" },
             "certificate": match certificate { Some(true) => "loaded", Some(false) => "missing", None => "not used" },
             "config": "loaded",
+            "cluster": match cluster {
+                None => json!("not watched"),
+                Some((synced, expected)) => json!({"watchesSynced": synced, "watches": expected}),
+            },
             "policies": match policies {
                 None => json!("not used"),
                 Some(count) if policy_errors.is_empty() => json!({"inForce": count}),
@@ -275,6 +285,7 @@ impl Server {
         options: &ServeOptions,
         admission: Admission,
         policy_source: Option<crate::policy::load::DirectorySource>,
+        cluster: Option<Arc<crate::policy::cluster::SyncState>>,
     ) -> Result<Self, ServeError> {
         let store = CertificateStore::load(&options.tls_cert, &options.tls_key)?;
         let tls_config = tls::server_config(Arc::clone(&store), options.client_ca.as_deref())?;
@@ -284,6 +295,7 @@ impl Server {
             ready: AtomicBool::new(false),
             certificates: Some(Arc::clone(&store)),
             policy_errors: Default::default(),
+            cluster,
         });
         let bind = |address: SocketAddr| async move {
             tokio::net::TcpListener::bind(address)
