@@ -24,6 +24,9 @@ cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 
+step "shipped policies: kubectl beam policy test policies/"
+cargo run --quiet --locked -p kubectl-beam -- policy test policies/ | tail -n 1
+
 step "main job: scripts/demo.sh"
 bash scripts/demo.sh >target/demo-output.txt 2>&1 || { cat target/demo-output.txt; exit 1; }
 grep -q 'has 6 problems' target/demo-output.txt
