@@ -1,0 +1,131 @@
+//! Jinja rendering the way Beam does it before parsing: undefined variables are errors (StrictUndefined), and
+//! `include`/`import`/`extends` names are looked up in the pipeline's folder, the extra search paths (Beam also
+//! looks in its install folder; pass `--jinja-search-path` for that), and the working directory.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Where templates are looked up, in order.
+pub fn search_path(pipeline_file: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Some(folder) = pipeline_file.parent() {
+        paths.push(if folder.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            folder.to_owned()
+        });
+    }
+    paths.extend(extra.iter().cloned());
+    paths.push(PathBuf::from("."));
+    paths
+}
+
+/// Renders `source` with `variables`. Errors carry the template name and line Jinja reports.
+pub fn render(name: &str, source: &str, variables: &Value, search: &[PathBuf]) -> Result<String, String> {
+    let mut environment = Environment::new();
+    environment.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Beam renders with Jinja2's defaults otherwise (a single trailing newline is dropped, as here).
+    let search = search.to_vec();
+    environment.set_loader(move |template: &str| {
+        for folder in &search {
+            let candidate = folder.join(template);
+            if candidate.is_file() {
+                return std::fs::read_to_string(&candidate).map(Some).map_err(|error| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("{}: {error}", candidate.display()),
+                    )
+                });
+            }
+        }
+        Ok(None)
+    });
+    environment
+        .add_template_owned(name.to_owned(), source.to_owned())
+        .map_err(|error| describe(&error))?;
+    let template = environment.get_template(name).map_err(|error| describe(&error))?;
+    template
+        .render(minijinja::value::Serde(variables))
+        .map_err(|error| describe(&error))
+}
+
+fn describe(error: &minijinja::Error) -> String {
+    let mut message = match (error.name(), error.line()) {
+        (Some(name), Some(line)) => format!("{name}:{line}: {}", error.kind()),
+        _ => error.kind().to_string(),
+    };
+    if let Some(detail) = error.detail() {
+        message.push_str(": ");
+        message.push_str(detail);
+    }
+    if error.kind() == minijinja::ErrorKind::UndefinedError {
+        message.push_str(" (pass it with --jinja-variables FILE or --set name=value)");
+    }
+    if error.kind() == minijinja::ErrorKind::TemplateNotFound {
+        message.push_str(" (looked in the pipeline's folder, --jinja-search-path folders and the working directory)");
+    }
+    message
+}
+
+/// Variables from `--set name=value` pairs: values are read as YAML scalars (`3` is a number, `a` a string);
+/// dotted names nest (`source.path=x`).
+pub fn set_variable(variables: &mut Value, assignment: &str) -> Result<(), String> {
+    let (name, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("--set {assignment}: expected name=value"))?;
+    let parsed: Value = serde_saphyr::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    let parsed = if parsed.is_null() && !value.is_empty() {
+        Value::String(value.to_owned())
+    } else {
+        parsed
+    };
+    let mut node = variables;
+    let segments: Vec<&str> = name.split('.').collect();
+    for segment in &segments[..segments.len() - 1] {
+        if !node.is_object() {
+            *node = Value::Object(Default::default());
+        }
+        node = node
+            .as_object_mut()
+            .unwrap()
+            .entry(*segment)
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    if !node.is_object() {
+        *node = Value::Object(Default::default());
+    }
+    node.as_object_mut()
+        .unwrap()
+        .insert(segments[segments.len() - 1].to_owned(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn undefined_variables_are_errors_with_a_hint() {
+        let error = render("p.yaml", "path: {{ input_path }}\n", &json!({}), &[]).unwrap_err();
+        assert!(error.contains("undefined") && error.contains("--set"), "{error}");
+        assert_eq!(
+            render("p.yaml", "path: {{ input_path }}\n", &json!({"input_path": "/x"}), &[]).unwrap(),
+            "path: /x"
+        );
+    }
+
+    #[test]
+    fn set_reads_scalars_and_nests() {
+        let mut variables = json!({});
+        set_variable(&mut variables, "count=3").unwrap();
+        set_variable(&mut variables, "source.path=/data/in.txt").unwrap();
+        set_variable(&mut variables, "flag=true").unwrap();
+        assert_eq!(
+            variables,
+            json!({"count": 3, "source": {"path": "/data/in.txt"}, "flag": true})
+        );
+        assert!(set_variable(&mut variables, "novalue").is_err());
+    }
+}
