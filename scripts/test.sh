@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Every check the project has, as CI runs them on a fresh machine: formatting, lints, all tests, and the main job
-# (scripts/demo.sh) as a smoke test. Needs only the Rust toolchain (cargo, rustfmt, clippy), curl and python3.
+# (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy), curl and python3 (with venv;
+# scripts/beam-venv.sh installs apache-beam from PyPI for the tests that compare verdicts with Beam).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "Beam's own Python package, the judge of Beam YAML (installed once into .tools/)"
+bash scripts/beam-venv.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check

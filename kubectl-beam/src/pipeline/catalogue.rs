@@ -57,7 +57,7 @@ impl Catalogue {
 
     /// The catalogue entry a `type` (with its `config.language`) resolves to, as Beam resolves it:
     /// `MapToFields` + `language: python` is `MapToFields-python`; no language is `-generic`.
-    pub fn resolve<'a>(&'a self, transform_type: &str, language: Option<&str>) -> Option<(String, Backing)> {
+    pub fn resolve(&self, transform_type: &str, language: Option<&str>) -> Option<(String, Backing)> {
         let candidates = [
             transform_type.to_owned(),
             format!("{transform_type}-{}", language.unwrap_or("generic")),

@@ -44,6 +44,38 @@ pub struct LoadOptions {
     pub search_path: Vec<PathBuf>,
 }
 
+/// The pipelines of a Beam test-spec file (a top-level `pipelines:` list), each with its line keys.
+pub fn pipelines_of(document: &Value) -> Vec<Value> {
+    match document.get("pipelines").and_then(Value::as_array) {
+        Some(items) => items.clone(),
+        None => vec![document.clone()],
+    }
+}
+
+/// Renders and parses a file (with line keys), without checking it.
+pub fn read(file: &Path, options: &LoadOptions) -> Result<(String, Value), PipelineError> {
+    let error = |message: String| PipelineError {
+        file: file.to_owned(),
+        line: None,
+        transform: None,
+        message,
+    };
+    let source = std::fs::read_to_string(file).map_err(|e| error(format!("cannot read: {e}")))?;
+    let search = render::search_path(file, &options.search_path);
+    let name = file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("pipeline.yaml");
+    let variables = if options.variables.is_null() {
+        Value::Object(Default::default())
+    } else {
+        options.variables.clone()
+    };
+    let rendered = render::render(name, &source, &variables, &search).map_err(error)?;
+    let document = yaml::parse(&rendered).map_err(|message| error(format!("not valid YAML: {message}")))?;
+    Ok((rendered, document))
+}
+
 /// A pipeline that passed every check.
 #[derive(Debug, Clone)]
 pub struct Pipeline {

@@ -21,8 +21,28 @@ pub fn search_path(pipeline_file: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
     paths
 }
 
+/// Beam drops the comment lines a file starts with before rendering (`strip_leading_comments`); they are blanked
+/// here instead, so line numbers in errors stay those of the file.
+pub fn blank_leading_comments(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut leading = true;
+    for line in source.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if leading && (trimmed.starts_with('#') || trimmed.trim().is_empty()) {
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+            continue;
+        }
+        leading = false;
+        out.push_str(line);
+    }
+    out
+}
+
 /// Renders `source` with `variables`. Errors carry the template name and line Jinja reports.
 pub fn render(name: &str, source: &str, variables: &Value, search: &[PathBuf]) -> Result<String, String> {
+    let source = &blank_leading_comments(source);
     let mut environment = Environment::new();
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     // Beam renders with Jinja2's defaults otherwise (a single trailing newline is dropped, as here).
