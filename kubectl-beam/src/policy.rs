@@ -6,7 +6,7 @@ use beamstack::policy::engine::{Engine, Limits, usage_from_json};
 use beamstack::policy::load;
 use beamstack::policy::runtime::Runtime;
 use beamstack::policy::testing::{self, CaseResult};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -29,19 +29,11 @@ pub enum PolicyCommand {
     Eval(EvalArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
-
 #[derive(Args)]
 pub struct TestArgs {
     /// A folder (searched recursively) or a single test file.
     #[arg(default_value = "policies")]
     path: PathBuf,
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: Output,
 }
 
 #[derive(Args)]
@@ -55,17 +47,17 @@ pub struct EvalArgs {
     /// The webhook's configuration file, for its defaults; built-in defaults when absent.
     #[arg(long)]
     config: Option<PathBuf>,
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: Output,
     /// Resource files (FlinkDeployment, SparkApplication, ...); several documents per file are fine.
     #[arg(required = true)]
     resources: Vec<PathBuf>,
 }
 
-pub fn run(command: PolicyCommand) -> ExitCode {
+/// `-o json` gives machine-readable reports; anything else a table.
+pub fn run(command: PolicyCommand, output: Option<crate::cli::Output>) -> ExitCode {
+    let json = output == Some(crate::cli::Output::Json);
     let result = match command {
-        PolicyCommand::Test(args) => test(args),
-        PolicyCommand::Eval(args) => eval(args),
+        PolicyCommand::Test(args) => test(args, json),
+        PolicyCommand::Eval(args) => eval(args, json),
     };
     match result {
         Ok(code) => code,
@@ -87,12 +79,12 @@ fn table() -> Table {
     table
 }
 
-fn test(args: TestArgs) -> Result<ExitCode, String> {
+fn test(args: TestArgs, json: bool) -> Result<ExitCode, String> {
     let results = testing::run_folder(&args.path)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     let failed = results.iter().filter(|result| !result.passed).count();
-    match args.output {
-        Output::Json => {
+    match json {
+        true => {
             let cases: Vec<Value> = results.iter().map(case_json).collect();
             let report = json!({"passed": results.len() - failed, "failed": failed, "cases": cases});
             println!(
@@ -100,7 +92,7 @@ fn test(args: TestArgs) -> Result<ExitCode, String> {
                 serde_json::to_string_pretty(&report).map_err(|error| error.to_string())?
             );
         }
-        Output::Table => {
+        false => {
             let mut table = table();
             table.set_header(["TEST", "CASE", "EXPECTED", "GOT", "RESULT"]);
             for result in &results {
@@ -143,7 +135,7 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-fn eval(args: EvalArgs) -> Result<ExitCode, String> {
+fn eval(args: EvalArgs, json: bool) -> Result<ExitCode, String> {
     let config = match &args.config {
         Some(path) => Config::from_file(path).map_err(|error| error.to_string())?,
         None => Config::default(),
@@ -198,12 +190,12 @@ fn eval(args: EvalArgs) -> Result<ExitCode, String> {
             }));
         }
     }
-    match args.output {
-        Output::Json => println!(
+    match json {
+        true => println!(
             "{}",
             serde_json::to_string_pretty(&reports).map_err(|error| error.to_string())?
         ),
-        Output::Table => {
+        false => {
             for report in &reports {
                 let verdict = if report["allowed"] == true { "allowed" } else { "DENIED" };
                 println!(

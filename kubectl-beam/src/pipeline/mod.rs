@@ -52,8 +52,20 @@ pub fn pipelines_of(document: &Value) -> Vec<Value> {
     }
 }
 
+/// What a pipeline file was made of: its source and the templates it included.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub source: String,
+    pub includes: Vec<(String, String)>,
+    pub variables: Value,
+}
+
 /// Renders and parses a file (with line keys), without checking it.
 pub fn read(file: &Path, options: &LoadOptions) -> Result<(String, Value), PipelineError> {
+    read_with_sources(file, options).map(|(rendered, document, _)| (rendered, document))
+}
+
+pub fn read_with_sources(file: &Path, options: &LoadOptions) -> Result<(String, Value, Sources), PipelineError> {
     let error = |message: String| PipelineError {
         file: file.to_owned(),
         line: None,
@@ -71,9 +83,17 @@ pub fn read(file: &Path, options: &LoadOptions) -> Result<(String, Value), Pipel
     } else {
         options.variables.clone()
     };
-    let rendered = render::render(name, &source, &variables, &search).map_err(error)?;
+    let (rendered, includes) = render::render_with_includes(name, &source, &variables, &search).map_err(error)?;
     let document = yaml::parse(&rendered).map_err(|message| error(format!("not valid YAML: {message}")))?;
-    Ok((rendered, document))
+    Ok((
+        rendered,
+        document,
+        Sources {
+            source,
+            includes,
+            variables,
+        },
+    ))
 }
 
 /// A pipeline that passed every check.
@@ -85,6 +105,7 @@ pub struct Pipeline {
     /// The parsed document, without line keys.
     pub document: Value,
     pub transforms: Vec<TransformInfo>,
+    pub sources: Sources,
 }
 
 impl Pipeline {
@@ -141,28 +162,10 @@ pub fn kubernetes_name(text: &str) -> String {
 
 /// Reads, renders and checks a pipeline file; every problem found is returned, not only the first.
 pub fn load(file: &Path, options: &LoadOptions) -> Result<Pipeline, Vec<PipelineError>> {
-    let error = |line: Option<u64>, transform: Option<String>, message: String| PipelineError {
-        file: file.to_owned(),
-        line,
-        transform,
-        message,
-    };
-    let source = std::fs::read_to_string(file).map_err(|e| vec![error(None, None, format!("cannot read: {e}"))])?;
-    let search = render::search_path(file, &options.search_path);
-    let name = file
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("pipeline.yaml");
-    let variables = if options.variables.is_null() {
-        Value::Object(Default::default())
-    } else {
-        options.variables.clone()
-    };
-    let rendered =
-        render::render(name, &source, &variables, &search).map_err(|message| vec![error(None, None, message)])?;
-    let document =
-        yaml::parse(&rendered).map_err(|message| vec![error(None, None, format!("not valid YAML: {message}"))])?;
-    check_document(file, rendered, document)
+    let (rendered, document, sources) = read_with_sources(file, options).map_err(|error| vec![error])?;
+    let mut pipeline = check_document(file, rendered, document)?;
+    pipeline.sources = sources;
+    Ok(pipeline)
 }
 
 /// The checks on a parsed document (with line keys).
@@ -200,5 +203,6 @@ pub fn check_document(file: &Path, rendered: String, document: Value) -> Result<
         rendered,
         document: yaml::strip_lines(&document),
         transforms: report.transforms,
+        sources: Sources::default(),
     })
 }

@@ -42,7 +42,19 @@ pub fn blank_leading_comments(source: &str) -> String {
 
 /// Renders `source` with `variables`. Errors carry the template name and line Jinja reports.
 pub fn render(name: &str, source: &str, variables: &Value, search: &[PathBuf]) -> Result<String, String> {
+    render_with_includes(name, source, variables, search).map(|(rendered, _)| rendered)
+}
+
+/// Renders, and returns every template it included or imported (name as written, contents).
+pub fn render_with_includes(
+    name: &str,
+    source: &str,
+    variables: &Value,
+    search: &[PathBuf],
+) -> Result<(String, Vec<(String, String)>), String> {
     let source = &blank_leading_comments(source);
+    let included: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let record = std::sync::Arc::clone(&included);
     let mut environment = Environment::new();
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     // Beam renders with Jinja2's defaults otherwise (a single trailing newline is dropped, as here).
@@ -51,12 +63,18 @@ pub fn render(name: &str, source: &str, variables: &Value, search: &[PathBuf]) -
         for folder in &search {
             let candidate = folder.join(template);
             if candidate.is_file() {
-                return std::fs::read_to_string(&candidate).map(Some).map_err(|error| {
+                let contents = std::fs::read_to_string(&candidate).map_err(|error| {
                     minijinja::Error::new(
                         minijinja::ErrorKind::InvalidOperation,
                         format!("{}: {error}", candidate.display()),
                     )
-                });
+                })?;
+                if let Ok(mut included) = record.lock()
+                    && !included.iter().any(|(name, _)| name == template)
+                {
+                    included.push((template.to_owned(), contents.clone()));
+                }
+                return Ok(Some(contents));
             }
         }
         Ok(None)
@@ -65,9 +83,11 @@ pub fn render(name: &str, source: &str, variables: &Value, search: &[PathBuf]) -
         .add_template_owned(name.to_owned(), source.to_owned())
         .map_err(|error| describe(&error))?;
     let template = environment.get_template(name).map_err(|error| describe(&error))?;
-    template
+    let rendered = template
         .render(minijinja::value::Serde(variables))
-        .map_err(|error| describe(&error))
+        .map_err(|error| describe(&error))?;
+    let included = included.lock().map(|included| included.clone()).unwrap_or_default();
+    Ok((rendered, included))
 }
 
 fn describe(error: &minijinja::Error) -> String {

@@ -1,0 +1,334 @@
+//! The command line: kubectl's conventions (`--kubeconfig`, `--context`, `-n`, `-A`, `-o`, `--dry-run`), since
+//! kubectl forwards no flags to plugins.
+
+use crate::policy::{self, PolicyCommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use kubectl_beam::convert::versions::{self, Versions};
+use kubectl_beam::convert::{self, RunSettings, Runner};
+use kubectl_beam::pipeline::{self, LoadOptions, kubernetes_name};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "kubectl-beam",
+    bin_name = "kubectl beam",
+    version,
+    about = "Run Beam YAML pipelines on the Flink and Spark Kubernetes operators",
+    after_help = "Examples:\n  kubectl beam validate pipeline.yaml\n  kubectl beam run pipeline.yaml --dry-run=client -o yaml\n  \
+                  kubectl beam run pipeline.yaml -n data --parallelism 4\n  kubectl beam policy test policies/"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace (default: the context's, else `default`).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// All namespaces (list, status).
+    #[arg(short = 'A', long = "all-namespaces", global = true)]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Output>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render and check a pipeline offline, as Beam would before running it.
+    #[command(after_help = "Examples:\n  kubectl beam validate pipeline.yaml\n  \
+                            kubectl beam validate pipeline.yaml --set input=/data/in.txt --jinja-variables vars.json")]
+    Validate(ValidateArgs),
+    /// Turn a pipeline into the runner's resources and apply them (or print them with --dry-run=client).
+    #[command(
+        after_help = "Examples:\n  kubectl beam run pipeline.yaml --dry-run=client -o yaml\n  \
+                            kubectl beam run pipeline.yaml --runner spark\n  kubectl beam run pipeline.yaml --session my-cluster"
+    )]
+    Run(Box<RunArgs>),
+    /// Print the plugin's version (and the webhook's, when reachable).
+    Version,
+    /// Test and evaluate RunnerPolicies offline, with the webhook's own engine.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  source <(kubectl beam completion bash)\n  kubectl beam completion zsh > \"${fpath[1]}/_kubectl-beam\""
+    )]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct PipelineArgs {
+    /// The Beam YAML pipeline file.
+    pub file: PathBuf,
+    /// JSON or YAML file of Jinja variables (Beam's --jinja_variables).
+    #[arg(long)]
+    pub jinja_variables: Option<PathBuf>,
+    /// A Jinja variable, name=value (repeatable; dotted names nest).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// More folders to look up Jinja includes in (Beam also looks in its install folder).
+    #[arg(long = "jinja-search-path")]
+    pub search_path: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DryRun {
+    None,
+    Client,
+    Server,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// flink (default) or spark. samza is refused: Beam removed that runner.
+    #[arg(long, default_value = "flink")]
+    runner: String,
+    /// Submit to this Flink session cluster (see `kubectl beam cluster create`) instead of an application cluster.
+    #[arg(long)]
+    session: Option<String>,
+    /// Name of the job's resources (default: from the file name).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = versions::DEFAULT_BEAM)]
+    beam_version: String,
+    #[arg(long, default_value = versions::DEFAULT_FLINK)]
+    flink_version: String,
+    /// The Python minor of the launcher and the SDK harness.
+    #[arg(long, default_value = versions::DEFAULT_PYTHON)]
+    python_version: String,
+    /// The runner image (default: derived from the versions).
+    #[arg(long)]
+    image: Option<String>,
+    /// The launcher image (session mode, Spark's pipeline-jar builder).
+    #[arg(long)]
+    launcher_image: Option<String>,
+    #[arg(long)]
+    parallelism: Option<u32>,
+    #[arg(long, default_value = "stateless", value_parser = ["stateless", "last-state", "savepoint"])]
+    upgrade_mode: String,
+    /// Checkpoint every this often (Flink), such as 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    checkpoint_interval: Option<Duration>,
+    #[arg(long)]
+    checkpoint_dir: Option<String>,
+    #[arg(long)]
+    savepoint_dir: Option<String>,
+    #[arg(long)]
+    service_account: Option<String>,
+    /// Expansion services for Java-backed transforms, as JSON: {"<gradle target>": "host:port"}.
+    #[arg(long)]
+    beam_services: Option<String>,
+    /// client: print the objects without a cluster; server: send them through the API server, storing nothing.
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    dry_run: DryRun,
+    /// Follow the job until it runs or fails.
+    #[arg(long)]
+    wait: bool,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Validate(args) => validate(&args.pipeline),
+        Command::Run(args) => run_pipeline(&cli.global, &args),
+        Command::Version => {
+            println!("kubectl-beam {}", beamstack::VERSION);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(command) => return policy::run(command, cli.global.output),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kubectl-beam", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_options(args: &PipelineArgs) -> Result<LoadOptions, String> {
+    let mut variables = match &args.jinja_variables {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+            serde_saphyr::from_str::<Value>(&text).map_err(|error| format!("{}: {error}", path.display()))?
+        }
+        None => Value::Object(Default::default()),
+    };
+    for assignment in &args.set {
+        pipeline::render::set_variable(&mut variables, assignment)?;
+    }
+    Ok(LoadOptions {
+        variables,
+        search_path: args.search_path.clone(),
+    })
+}
+
+fn load(args: &PipelineArgs) -> Result<pipeline::Pipeline, String> {
+    pipeline::load(&args.file, &load_options(args)?).map_err(|errors| {
+        let count = errors.len();
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!(
+            "{} has {count} problem{}:\n{}",
+            args.file.display(),
+            if count == 1 { "" } else { "s" },
+            listed.join("\n")
+        )
+    })
+}
+
+fn validate(args: &PipelineArgs) -> Result<ExitCode, String> {
+    let pipeline = load(args)?;
+    let java = pipeline.java_transforms();
+    println!(
+        "{}: valid Beam YAML ({} transforms{})",
+        args.file.display(),
+        pipeline.transforms.len(),
+        if java.is_empty() {
+            ", all Python".to_owned()
+        } else {
+            format!(
+                ", Java-backed: {}",
+                java.iter()
+                    .map(|t| t.transform_type.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The namespace: -n, else the kubeconfig context's, else `default`.
+fn namespace(global: &Global) -> String {
+    if let Some(namespace) = &global.namespace {
+        return namespace.clone();
+    }
+    let config = match &global.kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    config
+        .and_then(|config| {
+            let context = global.context.clone().or(config.current_context.clone())?;
+            let named = config.contexts.iter().find(|named| named.name == context)?;
+            named.context.as_ref()?.namespace.clone()
+        })
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+fn settings(global: &Global, args: &RunArgs, pipeline: &pipeline::Pipeline) -> Result<RunSettings, String> {
+    let versions = Versions::resolve(&args.beam_version, &args.flink_version, &args.python_version)?;
+    let name = match &args.name {
+        Some(name) => kubernetes_name(name),
+        None => pipeline.name(),
+    };
+    let mut settings = RunSettings::new(&name, &namespace(global), versions);
+    settings.runner = Runner::parse(&args.runner)?;
+    settings.session = args.session.clone();
+    settings.image = args.image.clone();
+    settings.launcher_image = args.launcher_image.clone();
+    settings.parallelism = args.parallelism;
+    settings.upgrade_mode = args.upgrade_mode.clone();
+    settings.checkpoint_interval_ms = args.checkpoint_interval.map(|interval| interval.as_millis() as u64);
+    settings.checkpoint_dir = args.checkpoint_dir.clone();
+    settings.savepoint_dir = args.savepoint_dir.clone();
+    settings.service_account = args.service_account.clone();
+    if let Some(services) = &args.beam_services {
+        settings.beam_services = serde_json::from_str(services)
+            .map_err(|error| format!("--beam-services must be a JSON object of target -> host:port: {error}"))?;
+    }
+    if settings.session.is_some() && settings.runner != Runner::Flink {
+        return Err("--session is for the Flink runner".into());
+    }
+    Ok(settings)
+}
+
+fn run_pipeline(global: &Global, args: &RunArgs) -> Result<ExitCode, String> {
+    let pipeline = load(&args.pipeline)?;
+    let settings = settings(global, args, &pipeline)?;
+    let objects = convert::objects(&pipeline, &settings)?;
+    match args.dry_run {
+        DryRun::Client => {
+            print_objects(&objects, global.output.unwrap_or(Output::Yaml))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DryRun::None | DryRun::Server => Err(
+            "applying to a cluster is not available in this build yet: use --dry-run=client -o yaml and kubectl apply"
+                .into(),
+        ),
+    }
+}
+
+/// Prints objects as kubectl would: YAML documents, a JSON List, or kind/name lines.
+pub fn print_objects(objects: &[Value], output: Output) -> Result<(), String> {
+    match output {
+        Output::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).map_err(|error| error.to_string())?
+            );
+        }
+        Output::Name => {
+            for object in objects {
+                let kind = object["kind"].as_str().unwrap_or("").to_lowercase();
+                let group = object["apiVersion"]
+                    .as_str()
+                    .and_then(|v| v.split_once('/'))
+                    .map(|(group, _)| group)
+                    .unwrap_or("");
+                let qualified = if group.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}.{group}")
+                };
+                println!("{qualified}/{}", object["metadata"]["name"].as_str().unwrap_or(""));
+            }
+        }
+        Output::Yaml | Output::Table | Output::Wide => {
+            let documents: Vec<String> = objects
+                .iter()
+                .map(|object| serde_saphyr::to_string(object).map_err(|error| error.to_string()))
+                .collect::<Result<_, _>>()?;
+            print!("{}", documents.join("---\n"));
+        }
+    }
+    Ok(())
+}

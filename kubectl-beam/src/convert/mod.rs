@@ -1,0 +1,454 @@
+//! From a checked pipeline to the runner's custom resources.
+//!
+//! - Flink, application mode (default): one FlinkDeployment per pipeline. Its job is Beam's Flink job-server jar
+//!   with `FlinkPortableClientEntryPoint`, whose `--driver-cmd` runs `apache_beam.yaml.main` against the EXTERNAL
+//!   worker pool the webhook injects into every TaskManager (`localhost:50000`).
+//! - Flink, session mode (`--session CLUSTER`): a launcher Job that submits to `<cluster>-rest:8081` with
+//!   FlinkRunner and an uber jar (the pattern of Beam's "deploy Python pipelines on the Flink runner" post).
+//! - Spark: a SparkApplication running Beam's SparkPipelineRunner from an executable pipeline jar that an init
+//!   container builds (`--output_executable_path`), executors with the worker pool. A documented design: no public
+//!   example of Beam Python on the Spark operator exists (apache/beam#20537).
+//! - Samza: refused (no operator exists, and Beam removed the runner in 2.74).
+//!
+//! In every case the pipeline goes into a ConfigMap (the rendered pipeline Beam runs, the source, its Jinja
+//! includes and variables) mounted at /etc/beam/pipeline, owned by the runner object so it is deleted with it.
+
+pub mod versions;
+
+use crate::pipeline::Pipeline;
+use crate::pipeline::catalogue::Backing;
+use serde_json::{Map, Value, json};
+use versions::Versions;
+
+pub const PIPELINE_MOUNT: &str = "/etc/beam/pipeline";
+pub const FIELD_MANAGER: &str = "kubectl-beam";
+pub const LABEL_PIPELINE: &str = "beamstack.dev/pipeline";
+pub const LABEL_RUNNER: &str = "beamstack.dev/runner";
+pub const ANNOTATION_SOURCE: &str = "beamstack.dev/source-file";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    Flink,
+    Spark,
+    Samza,
+}
+
+impl Runner {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "flink" => Ok(Runner::Flink),
+            "spark" => Ok(Runner::Spark),
+            "samza" => Ok(Runner::Samza),
+            other => Err(format!("unknown runner `{other}`: use flink or spark")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runner::Flink => "flink",
+            Runner::Spark => "spark",
+            Runner::Samza => "samza",
+        }
+    }
+}
+
+/// Everything a run decides besides the pipeline itself.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub name: String,
+    pub namespace: String,
+    pub runner: Runner,
+    /// Flink session cluster to submit to, instead of a FlinkDeployment of its own.
+    pub session: Option<String>,
+    pub versions: Versions,
+    /// The Flink (or Spark, or launcher) image; derived from the version table when absent.
+    pub image: Option<String>,
+    /// Repository of the default Flink+Beam image (`<repository>:<flink>-beam<beam>-py<python>`).
+    pub image_repository: String,
+    pub launcher_image: Option<String>,
+    pub parallelism: Option<u32>,
+    pub upgrade_mode: String,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub checkpoint_dir: Option<String>,
+    pub savepoint_dir: Option<String>,
+    pub service_account: Option<String>,
+    /// `--beam_services`: expansion-service target -> host:port, for Java-backed transforms.
+    pub beam_services: Map<String, Value>,
+    pub task_slots: u32,
+}
+
+impl RunSettings {
+    pub fn new(name: &str, namespace: &str, versions: Versions) -> Self {
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            runner: Runner::Flink,
+            session: None,
+            versions,
+            image: None,
+            image_repository: "ghcr.io/beamstack/flink-beam".into(),
+            launcher_image: None,
+            parallelism: None,
+            upgrade_mode: "stateless".into(),
+            checkpoint_interval_ms: None,
+            checkpoint_dir: None,
+            savepoint_dir: None,
+            service_account: None,
+            beam_services: Map::new(),
+            task_slots: 1,
+        }
+    }
+}
+
+/// Transforms that read unbounded sources make a streaming pipeline.
+fn is_streaming(pipeline: &Pipeline) -> bool {
+    pipeline.transforms.iter().any(|transform| {
+        matches!(
+            transform.transform_type.as_str(),
+            "ReadFromKafka" | "ReadFromPubSub" | "ReadFromPubSubLite" | "ReadFromKinesis"
+        )
+    }) || pipeline.options().get("streaming").and_then(Value::as_bool) == Some(true)
+}
+
+/// The pipeline options kubectl beam sets, as `--key=value` pairs in a fixed order.
+fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<(String, String)>, String> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    match (settings.runner, &settings.session) {
+        (Runner::Flink, None) => options.push(("runner".into(), "PortableRunner".into())),
+        (Runner::Flink, Some(cluster)) => {
+            options.push(("runner".into(), "FlinkRunner".into()));
+            options.push(("flink_master".into(), format!("{cluster}-rest:8081")));
+            options.push(("flink_version".into(), settings.versions.flink_minor.clone()));
+            options.push(("flink_submit_uber_jar".into(), "true".into()));
+        }
+        (Runner::Spark, _) => options.push(("runner".into(), "SparkRunner".into())),
+        (Runner::Samza, _) => unreachable!("refused before"),
+    }
+    options.push(("environment_type".into(), "EXTERNAL".into()));
+    options.push(("environment_config".into(), "localhost:50000".into()));
+    if let Some(parallelism) = settings.parallelism {
+        options.push(("parallelism".into(), parallelism.to_string()));
+    }
+    if is_streaming(pipeline) {
+        options.push(("streaming".into(), "true".into()));
+    }
+    if let Some(interval) = settings.checkpoint_interval_ms {
+        options.push(("checkpointing_interval".into(), interval.to_string()));
+    }
+    // Beam lets the file's `options:` override flags of the same name; a silent override of what we generated would
+    // leave a job we did not describe, so a conflict is an error and an equal value is fine.
+    for (key, value) in pipeline.options() {
+        if let Some((_, ours)) = options.iter().find(|(name, _)| *name == key) {
+            let theirs = match &value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            if !theirs.eq_ignore_ascii_case(ours) {
+                return Err(format!(
+                    "{}: options.{key} is {theirs:?} in the pipeline, but this run sets {key}={ours:?}: Beam would let \
+                     the file win and run a job unlike the one kubectl beam describes. Remove options.{key} from the \
+                     file, or change the flag that sets it.",
+                    pipeline.file.display()
+                ));
+            }
+        }
+    }
+    let java = pipeline.java_transforms();
+    if !java.is_empty() {
+        let mut missing: Vec<String> = Vec::new();
+        for transform in &java {
+            if let Backing::Java(targets) = &transform.backing {
+                if !targets.is_empty() && !targets.iter().any(|target| settings.beam_services.contains_key(target)) {
+                    missing.push(format!(
+                        "{} ({}): {}",
+                        transform.name,
+                        transform.transform_type,
+                        targets.join(" or ")
+                    ));
+                } else if targets.is_empty() && settings.beam_services.is_empty() {
+                    missing.push(format!(
+                        "{} ({}): its provider's expansion service",
+                        transform.name, transform.transform_type
+                    ));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "{} uses Java-backed transforms, which need a Java expansion service when the pipeline is built and a \
+                 Java environment on the workers; without one the job fails on the TaskManagers (\"Cannot run program \
+                 docker\"). Run an expansion service in the cluster and pass it, for example \
+                 --beam-services '{{\"<target>\":\"expansion-service.beam:8097\"}}', for:\n  {}",
+                pipeline.file.display(),
+                missing.join("\n  ")
+            ));
+        }
+        let services = serde_json::to_string(&settings.beam_services).map_err(|error| error.to_string())?;
+        options.push(("beam_services".into(), services));
+    }
+    Ok(options)
+}
+
+/// `python -m apache_beam.yaml.main ...` as an argument list.
+fn launcher_args(options: &[(String, String)]) -> Vec<String> {
+    let mut args = vec![
+        "python".to_owned(),
+        "-m".to_owned(),
+        "apache_beam.yaml.main".to_owned(),
+        format!("--yaml_pipeline_file={PIPELINE_MOUNT}/pipeline.yaml"),
+    ];
+    args.extend(options.iter().map(|(key, value)| format!("--{key}={value}")));
+    args
+}
+
+fn labels(settings: &RunSettings) -> Value {
+    json!({
+        LABEL_PIPELINE: settings.name,
+        LABEL_RUNNER: settings.runner.as_str(),
+        "app.kubernetes.io/name": settings.name,
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+    })
+}
+
+/// The annotations that make the webhook inject the matching SDK harness.
+fn harness_annotations(settings: &RunSettings, pipeline: &Pipeline) -> Value {
+    json!({
+        "beamstack.dev/beam-sdk": "python",
+        "beamstack.dev/beam-version": settings.versions.beam,
+        "beamstack.dev/python-version": settings.versions.python_minor,
+        ANNOTATION_SOURCE: pipeline.file.file_name().and_then(|name| name.to_str()).unwrap_or(""),
+    })
+}
+
+/// The rendered pipeline as the launcher's Beam will render it again: protected when it holds Jinja markers.
+fn runnable_pipeline(rendered: &str) -> String {
+    // The blanked leading comment lines only matter for line numbers while checking.
+    let rendered = rendered.trim_start_matches(['\n', '\r']);
+    if rendered.contains("{{") || rendered.contains("{%") || rendered.contains("{#") {
+        format!("{{% raw %}}{rendered}{{% endraw %}}\n")
+    } else {
+        rendered.to_owned()
+    }
+}
+
+fn config_map(pipeline: &Pipeline, settings: &RunSettings) -> Value {
+    let mut data = Map::new();
+    data.insert(
+        "pipeline.yaml".into(),
+        Value::from(runnable_pipeline(&pipeline.rendered)),
+    );
+    data.insert("source.yaml".into(), Value::from(pipeline.sources.source.clone()));
+    let variables = &pipeline.sources.variables;
+    if variables.as_object().is_some_and(|map| !map.is_empty()) {
+        data.insert(
+            "jinja-variables.json".into(),
+            Value::from(serde_json::to_string_pretty(variables).unwrap_or_default()),
+        );
+    }
+    let mut include_paths = Vec::new();
+    for (index, (name, contents)) in pipeline.sources.includes.iter().enumerate() {
+        let key = format!("include-{index}.yaml");
+        include_paths.push(json!({"key": key, "path": name}));
+        data.insert(key, Value::from(contents.clone()));
+    }
+    let mut config_map = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": format!("{}-pipeline", settings.name),
+            "namespace": settings.namespace,
+            "labels": labels(settings),
+        },
+        "data": data,
+    });
+    if !include_paths.is_empty() {
+        // Where each include sits relative to the pipeline, for Beam's search path when it renders again.
+        config_map["metadata"]["annotations"] =
+            json!({"beamstack.dev/includes": serde_json::to_string(&include_paths).unwrap_or_default()});
+    }
+    config_map
+}
+
+fn pipeline_volume(settings: &RunSettings) -> Value {
+    json!({"name": "beam-pipeline", "configMap": {"name": format!("{}-pipeline", settings.name)}})
+}
+
+fn pipeline_mount() -> Value {
+    json!({"name": "beam-pipeline", "mountPath": PIPELINE_MOUNT, "readOnly": true})
+}
+
+/// The objects of one run: the ConfigMap first, then the runner object (apply in this order).
+pub fn objects(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<Value>, String> {
+    if settings.runner == Runner::Samza {
+        return Err(
+            "the Samza runner cannot be used: Beam removed it (discontinued as of Beam 2.74.0) and no Samza \
+                    operator or CRD exists for Kubernetes. Use --runner flink (the default) or --runner spark."
+                .into(),
+        );
+    }
+    let options = runner_options(pipeline, settings)?;
+    for (key, value) in &options {
+        if value.contains(char::is_whitespace) {
+            return Err(format!(
+                "--{key}={value:?}: pipeline options must not contain spaces (the driver command is split on them)"
+            ));
+        }
+    }
+    let runner_object = match (settings.runner, &settings.session) {
+        (Runner::Flink, None) => flink_application(pipeline, settings, &options),
+        (Runner::Flink, Some(cluster)) => flink_session_launcher(settings, cluster, &options),
+        (Runner::Spark, _) => spark_application(pipeline, settings, &options),
+        (Runner::Samza, _) => unreachable!(),
+    };
+    Ok(vec![config_map(pipeline, settings), runner_object])
+}
+
+fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
+    let versions = &settings.versions;
+    let mut configuration = Map::new();
+    configuration.insert(
+        "taskmanager.numberOfTaskSlots".into(),
+        Value::from(settings.task_slots.to_string()),
+    );
+    if let Some(interval) = settings.checkpoint_interval_ms {
+        configuration.insert(
+            "execution.checkpointing.interval".into(),
+            Value::from(format!("{interval}ms")),
+        );
+    }
+    if let Some(dir) = &settings.checkpoint_dir {
+        configuration.insert("execution.checkpointing.dir".into(), Value::from(dir.clone()));
+    }
+    if let Some(dir) = &settings.savepoint_dir {
+        configuration.insert("execution.checkpointing.savepoint-dir".into(), Value::from(dir.clone()));
+    }
+    let image = settings
+        .image
+        .clone()
+        .unwrap_or_else(|| versions.flink_image(&settings.image_repository));
+    let mut spec = json!({
+        "image": image,
+        "flinkVersion": versions.flink_version_enum(),
+        "flinkConfiguration": configuration,
+        "podTemplate": {
+            "spec": {
+                "containers": [{"name": "flink-main-container", "volumeMounts": [pipeline_mount()]}],
+                "volumes": [pipeline_volume(settings)],
+            }
+        },
+        "jobManager": {"resource": {"cpu": 1, "memory": "2048m"}},
+        "taskManager": {"resource": {"cpu": 1, "memory": "2048m"}},
+        "job": {
+            "jarURI": format!("local:///opt/flink/usrlib/{}", versions.job_server_jar()),
+            "entryClass": "org.apache.beam.runners.flink.FlinkPortableClientEntryPoint",
+            // The entry point starts a job server, appends --job_endpoint, and runs this command.
+            "args": ["--driver-cmd", launcher_args(options).join(" ")],
+            "parallelism": settings.parallelism.unwrap_or(1),
+            "upgradeMode": settings.upgrade_mode,
+        },
+    });
+    if let Some(account) = &settings.service_account {
+        spec["serviceAccount"] = Value::from(account.clone());
+    }
+    json!({
+        "apiVersion": "flink.apache.org/v1beta1",
+        "kind": "FlinkDeployment",
+        "metadata": {
+            "name": settings.name,
+            "namespace": settings.namespace,
+            "labels": labels(settings),
+            "annotations": harness_annotations(settings, pipeline),
+        },
+        "spec": spec,
+    })
+}
+
+fn flink_session_launcher(settings: &RunSettings, cluster: &str, options: &[(String, String)]) -> Value {
+    let image = settings
+        .launcher_image
+        .clone()
+        .unwrap_or_else(|| settings.versions.flink_image(&settings.image_repository));
+    let mut pod = json!({
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "launcher",
+            "image": image,
+            "args": launcher_args(options),
+            "volumeMounts": [pipeline_mount()],
+        }],
+        "volumes": [pipeline_volume(settings)],
+    });
+    if let Some(account) = &settings.service_account {
+        pod["serviceAccountName"] = Value::from(account.clone());
+    }
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": settings.name,
+            "namespace": settings.namespace,
+            "labels": labels(settings),
+            "annotations": {"beamstack.dev/session-cluster": cluster},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": labels(settings)}, "spec": pod},
+        },
+    })
+}
+
+fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
+    let jar_dir = "/opt/beam/jars";
+    let mut build_args = launcher_args(options);
+    build_args.push(format!("--output_executable_path={jar_dir}/pipeline.jar"));
+    let launcher_image = settings.launcher_image.clone().unwrap_or_else(|| {
+        format!(
+            "ghcr.io/beamstack/spark-beam-launcher:beam{}-py{}",
+            settings.versions.beam, settings.versions.python_minor
+        )
+    });
+    let jar_volume = json!({"name": "beam-pipeline-jar", "emptyDir": {}});
+    let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": jar_dir});
+    let mut driver = json!({
+        "cores": 1,
+        "memory": "1g",
+        "labels": labels(settings),
+        "volumeMounts": [jar_mount.clone()],
+        "initContainers": [{
+            "name": "build-pipeline-jar",
+            "image": launcher_image,
+            "args": build_args,
+            "volumeMounts": [pipeline_mount(), jar_mount],
+        }],
+    });
+    if let Some(account) = &settings.service_account {
+        driver["serviceAccount"] = Value::from(account.clone());
+    }
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {
+            "name": settings.name,
+            "namespace": settings.namespace,
+            "labels": labels(settings),
+            "annotations": harness_annotations(settings, pipeline),
+        },
+        "spec": {
+            "type": "Java",
+            "mode": "cluster",
+            "image": settings.image.clone().unwrap_or_else(|| "apache/spark:3.5.6".into()),
+            "sparkVersion": "3.5.6",
+            "mainClass": "org.apache.beam.runners.spark.SparkPipelineRunner",
+            "mainApplicationFile": format!("local://{jar_dir}/pipeline.jar"),
+            "restartPolicy": {"type": "Never"},
+            "volumes": [pipeline_volume(settings), jar_volume],
+            "driver": driver,
+            "executor": {
+                "cores": 1,
+                "memory": "2g",
+                "instances": settings.parallelism.unwrap_or(1),
+                "labels": labels(settings),
+            },
+        },
+    })
+}

@@ -1,0 +1,131 @@
+//! One table drives every version choice: Beam release -> the Flink minors it publishes runners for -> the
+//! FlinkDeployment `flinkVersion` -> the job-server jar -> images; Beam + Python minor -> the SDK harness image.
+
+/// What one Beam release supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeamRelease {
+    pub beam: &'static str,
+    /// Flink minors Beam publishes a runner (and job-server jar) for, oldest first.
+    pub flink_minors: &'static [&'static str],
+    pub python_minors: &'static [&'static str],
+    /// Spark major the Spark runner supports.
+    pub spark_major: &'static str,
+}
+
+pub const RELEASES: &[BeamRelease] = &[BeamRelease {
+    beam: "2.77.0",
+    flink_minors: &["1.19", "1.20", "2.0", "2.1", "2.2"],
+    python_minors: &["3.10", "3.11", "3.12", "3.13"],
+    spark_major: "3",
+}];
+
+pub const DEFAULT_BEAM: &str = "2.77.0";
+pub const DEFAULT_FLINK: &str = "1.20";
+pub const DEFAULT_PYTHON: &str = "3.11";
+
+pub fn release(beam: &str) -> Result<&'static BeamRelease, String> {
+    RELEASES.iter().find(|release| release.beam == beam).ok_or_else(|| {
+        format!(
+            "Beam {beam} is not in kubectl-beam's version table: use one of {}",
+            RELEASES
+                .iter()
+                .map(|release| release.beam)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// The resolved versions of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    pub beam: String,
+    pub flink_minor: String,
+    pub python_minor: String,
+}
+
+impl Versions {
+    pub fn resolve(beam: &str, flink_minor: &str, python_minor: &str) -> Result<Self, String> {
+        let release = release(beam)?;
+        if !release.flink_minors.contains(&flink_minor) {
+            return Err(format!(
+                "Beam {beam} has no Flink {flink_minor} runner: use --flink-version {}",
+                release.flink_minors.join(", ")
+            ));
+        }
+        if !release.python_minors.contains(&python_minor) {
+            return Err(format!(
+                "Beam {beam} publishes no Python {python_minor} SDK: use --python-version {}",
+                release.python_minors.join(", ")
+            ));
+        }
+        Ok(Self {
+            beam: beam.to_owned(),
+            flink_minor: flink_minor.to_owned(),
+            python_minor: python_minor.to_owned(),
+        })
+    }
+
+    /// The FlinkDeployment `flinkVersion` enum value: `1.20` -> `v1_20`.
+    pub fn flink_version_enum(&self) -> String {
+        format!("v{}", self.flink_minor.replace('.', "_"))
+    }
+
+    /// Beam's job-server jar for this Flink minor, as Maven Central names it.
+    pub fn job_server_jar(&self) -> String {
+        format!("beam-runners-flink-{}-job-server-{}.jar", self.flink_minor, self.beam)
+    }
+
+    /// The Beam SDK harness (worker pool) image.
+    pub fn harness_image(&self) -> String {
+        format!("apache/beam_python{}_sdk:{}", self.python_minor, self.beam)
+    }
+
+    /// The image the Flink pods run by default: Flink, Python with apache-beam, and the job-server jar under
+    /// /opt/flink/usrlib (see images/flink-beam/Dockerfile). Override with --image or the defaults file.
+    pub fn flink_image(&self, repository: &str) -> String {
+        format!(
+            "{repository}:{}-beam{}-py{}",
+            self.flink_minor, self.beam, self.python_minor
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_drives_every_name() {
+        let versions = Versions::resolve("2.77.0", "1.20", "3.11").unwrap();
+        assert_eq!(versions.flink_version_enum(), "v1_20");
+        assert_eq!(
+            versions.job_server_jar(),
+            "beam-runners-flink-1.20-job-server-2.77.0.jar"
+        );
+        assert_eq!(versions.harness_image(), "apache/beam_python3.11_sdk:2.77.0");
+        assert_eq!(
+            Versions::resolve("2.77.0", "2.0", "3.12").unwrap().flink_version_enum(),
+            "v2_0"
+        );
+    }
+
+    #[test]
+    fn unsupported_combinations_say_what_to_use() {
+        assert!(
+            Versions::resolve("2.77.0", "1.18", "3.11")
+                .unwrap_err()
+                .contains("--flink-version 1.19, 1.20")
+        );
+        assert!(
+            Versions::resolve("2.77.0", "1.20", "3.9")
+                .unwrap_err()
+                .contains("--python-version")
+        );
+        assert!(
+            Versions::resolve("2.60.0", "1.20", "3.11")
+                .unwrap_err()
+                .contains("2.77.0")
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! `kubectl beam run --dry-run=client`: every example pipeline becomes objects that are valid against the operators'
+//! CRD schemas and equal to the golden files in tests/golden/ (UPDATE_GOLDEN=1 rewrites them); and every refusal
+//! says why.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{LazyLock, Mutex};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn beam(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+static SCHEMAS: LazyLock<Mutex<HashMap<String, jsonschema::Validator>>> = LazyLock::new(Default::default);
+
+/// Validates an object against its operator CRD (tests/crds/); ConfigMaps and Jobs get a shape check.
+fn assert_valid(object: &Value, context: &str) {
+    let kind = object["kind"].as_str().unwrap();
+    let file = match kind {
+        "FlinkDeployment" => "flinkdeployments.flink.apache.org-v1.yml",
+        "SparkApplication" => "sparkoperator.k8s.io_sparkapplications.yaml",
+        "ConfigMap" => {
+            assert!(
+                object["data"]["pipeline.yaml"]
+                    .as_str()
+                    .is_some_and(|text| text.contains("pipeline")),
+                "{context}"
+            );
+            return;
+        }
+        "Job" => {
+            assert_eq!(object["apiVersion"], "batch/v1");
+            assert!(
+                object["spec"]["template"]["spec"]["containers"][0]["args"].is_array(),
+                "{context}"
+            );
+            return;
+        }
+        other => panic!("{context}: unexpected kind {other}"),
+    };
+    let mut schemas = SCHEMAS.lock().unwrap();
+    let validator = schemas.entry(file.to_owned()).or_insert_with(|| {
+        let crd: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(repo().join("tests/crds").join(file)).unwrap()).unwrap();
+        jsonschema::validator_for(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).unwrap()
+    });
+    let errors: Vec<String> = validator
+        .iter_errors(object)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{context}: {kind} is not valid against its CRD:\n{}",
+        errors.join("\n")
+    );
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---\n")
+        .map(|document| serde_saphyr::from_str(document).unwrap())
+        .collect()
+}
+
+/// Expansion services for the Java-backed examples (any address: nothing is contacted offline).
+const SERVICES: &str = r#"{"sdks:java:io:expansion-service:shadowJar":"expansion.beam:8097","sdks:java:extensions:sql:expansion-service:shadowJar":"sql-expansion.beam:8097"}"#;
+
+#[test]
+fn every_example_becomes_valid_runner_objects_equal_to_the_golden_files() {
+    let examples = [
+        "combine_sum",
+        "docs_snippets/yaml_md_line283",
+        "docs_snippets/yaml_md_line331",
+        "explode",
+        "jinja/import/wordCountImport",
+        "jinja/include/wordCountInclude",
+        "kafka",
+        "map_to_fields_with_deps",
+        "map_to_fields_with_java_deps",
+        "simple_filter",
+        "streaming_wordcount",
+        "wordcount_minimal",
+    ];
+    for example in examples {
+        let file = format!("examples/beam/{example}.yaml");
+        let output = beam(&[
+            "run",
+            &file,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "-n",
+            "beam",
+            "--jinja-variables",
+            "tests/beam/variables.json",
+            "--jinja-search-path",
+            "tests/beam-package",
+            "--beam-services",
+            SERVICES,
+        ]);
+        let yaml = text(&output.stdout);
+        assert!(output.status.success(), "{example}: {}", text(&output.stderr));
+        let objects = documents(&yaml);
+        assert_eq!(objects.len(), 2, "{example}: a ConfigMap and a FlinkDeployment");
+        for object in &objects {
+            assert_valid(object, example);
+        }
+        let golden = repo()
+            .join("tests/golden")
+            .join(format!("{}.yaml", example.replace('/', "__")));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &yaml).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        assert!(
+            expected == yaml,
+            "{example}: output differs from {} (UPDATE_GOLDEN=1 to accept):\n{yaml}",
+            golden.display()
+        );
+    }
+}
+
+fn run_objects(args: &[&str]) -> Vec<Value> {
+    let mut full = vec!["run", "--dry-run=client", "-o", "yaml", "-n", "beam"];
+    full.extend_from_slice(args);
+    let output = beam(&full);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    documents(&text(&output.stdout))
+}
+
+#[test]
+fn the_flink_application_runs_the_pipeline_against_the_worker_pool() {
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--parallelism",
+        "4",
+        "--checkpoint-interval",
+        "30s",
+        "--upgrade-mode",
+        "last-state",
+        "--checkpoint-dir",
+        "s3://bucket/cp",
+        "--name",
+        "Products Filter",
+    ]);
+    let deployment = &objects[1];
+    assert_eq!(deployment["metadata"]["name"], "products-filter");
+    assert_eq!(
+        deployment["metadata"]["labels"]["beamstack.dev/pipeline"],
+        "products-filter"
+    );
+    assert_eq!(
+        deployment["metadata"]["annotations"]["beamstack.dev/beam-sdk"], "python",
+        "the webhook injects the harness"
+    );
+    let job = &deployment["spec"]["job"];
+    assert_eq!(
+        job["entryClass"],
+        "org.apache.beam.runners.flink.FlinkPortableClientEntryPoint"
+    );
+    assert_eq!(
+        job["jarURI"],
+        "local:///opt/flink/usrlib/beam-runners-flink-1.20-job-server-2.77.0.jar"
+    );
+    let driver = job["args"][1].as_str().unwrap();
+    for part in [
+        "python -m apache_beam.yaml.main",
+        "--yaml_pipeline_file=/etc/beam/pipeline/pipeline.yaml",
+        "--runner=PortableRunner",
+        "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000",
+        "--parallelism=4",
+        "--checkpointing_interval=30000",
+    ] {
+        assert!(driver.contains(part), "{part} not in {driver}");
+    }
+    assert!(!driver.contains("--job_endpoint"), "the entry point appends it");
+    assert_eq!(job["parallelism"], 4);
+    assert_eq!(job["upgradeMode"], "last-state");
+    assert_eq!(
+        deployment["spec"]["flinkConfiguration"]["execution.checkpointing.dir"],
+        "s3://bucket/cp"
+    );
+    assert_eq!(
+        deployment["spec"]["flinkConfiguration"]["execution.checkpointing.interval"],
+        "30000ms"
+    );
+    assert_eq!(objects[0]["metadata"]["name"], "products-filter-pipeline");
+}
+
+#[test]
+fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
+    let objects = run_objects(&["examples/beam/explode.yaml", "--session", "shared"]);
+    let job = &objects[1];
+    assert_eq!(job["kind"], "Job");
+    let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for part in [
+        "--runner=FlinkRunner",
+        "--flink_master=shared-rest:8081",
+        "--flink_submit_uber_jar=true",
+        "--flink_version=1.20",
+        "--environment_type=EXTERNAL",
+    ] {
+        assert!(args.contains(&part), "{part} not in {args:?}");
+    }
+    let objects = run_objects(&["examples/beam/explode.yaml", "--runner", "spark", "--parallelism", "3"]);
+    let spark = &objects[1];
+    assert_valid(spark, "spark");
+    assert_eq!(
+        spark["spec"]["mainClass"],
+        "org.apache.beam.runners.spark.SparkPipelineRunner"
+    );
+    assert_eq!(spark["spec"]["executor"]["instances"], 3);
+    let build = &spark["spec"]["driver"]["initContainers"][0];
+    assert!(
+        build["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--output_executable_path=/opt/beam/jars/pipeline.jar")
+    );
+    assert!(
+        build["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--runner=SparkRunner")
+    );
+}
+
+#[test]
+fn refusals_say_why_and_what_to_do() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["examples/beam/explode.yaml", "--runner", "samza"],
+            "Beam removed it (discontinued as of Beam 2.74.0)",
+        ),
+        (
+            &[
+                "examples/beam/kafka.yaml",
+                "--jinja-variables",
+                "tests/beam/variables.json",
+            ],
+            "Java-backed transforms",
+        ),
+        (
+            &["examples/beam/explode.yaml", "--flink-version", "1.17"],
+            "--flink-version 1.19, 1.20",
+        ),
+        (&["examples/beam/kafka.yaml"], "TOPIC"),
+        (&["tests/beam/invalid/dangling-input.yaml"], "dangling-input.yaml:8"),
+    ];
+    for (args, words) in cases {
+        let mut full = vec!["run", "--dry-run=client"];
+        full.extend_from_slice(args);
+        let output = beam(&full);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(words), "{args:?}: {words:?} not in {stderr}");
+    }
+    let kafka = beam(&[
+        "run",
+        "--dry-run=client",
+        "examples/beam/kafka.yaml",
+        "--jinja-variables",
+        "tests/beam/variables.json",
+    ]);
+    assert!(
+        text(&kafka.stderr).contains("sdks:java:io:expansion-service:shadowJar"),
+        "names the expansion service to run"
+    );
+}
+
+#[test]
+fn pipeline_options_that_conflict_with_the_run_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("conflict.yaml");
+    std::fs::write(&file, "pipeline:\n  type: chain\n  transforms:\n    - type: Create\n      config: {elements: [{a: 1}]}\n    - type: LogForTesting\noptions:\n  runner: DirectRunner\n  yaml_experimental_features: Combine\n").unwrap();
+    let output = beam(&["run", "--dry-run=client", file.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("options.runner is \"DirectRunner\"") && stderr.contains("Remove options.runner"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "pipeline:\n  type: chain\n  transforms:\n    - type: Create\n      config: {elements: [{a: 1}]}\n    - type: LogForTesting\noptions:\n  yaml_experimental_features: Combine\n").unwrap();
+    assert!(
+        beam(&["run", "--dry-run=client", file.to_str().unwrap()])
+            .status
+            .success(),
+        "other options pass through"
+    );
+}
+
+#[test]
+fn validate_names_file_line_and_transform() {
+    let output = beam(&["validate", "tests/beam/invalid/unconsumed-errors.yaml"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("unconsumed-errors.yaml:8: transform \"Double\": its error output `errors` is not consumed"),
+        "{stderr}"
+    );
+    let output = beam(&["validate", "examples/beam/tests/../wordcount_minimal.yaml"]);
+    assert!(
+        text(&output.stdout).contains("valid Beam YAML"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = beam(&["validate", "examples/beam/simple_filter.yaml"]);
+    assert!(text(&output.stdout).contains("all Python"));
+}
+
+#[test]
+fn completion_scripts_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = beam(&["completion", shell]);
+        assert!(output.status.success());
+        assert!(text(&output.stdout).contains("run"), "{shell}");
+    }
+}
+
+#[test]
+fn name_output_lists_kind_and_name() {
+    let output = beam(&[
+        "run",
+        "--dry-run=client",
+        "-o",
+        "name",
+        "-n",
+        "x",
+        "examples/beam/explode.yaml",
+    ]);
+    assert_eq!(
+        text(&output.stdout),
+        "configmap/explode-pipeline\nflinkdeployment.flink.apache.org/explode\n"
+    );
+}
