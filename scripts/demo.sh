@@ -15,9 +15,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> building beam-webhook"
-cargo build --quiet -p webhook --bin beam-webhook
+echo "==> building beam-webhook and kubectl-beam"
+cargo build --quiet -p webhook --bin beam-webhook -p kubectl-beam --bin kubectl-beam
 bin=target/debug/beam-webhook
+plugin=target/debug/kubectl-beam
 
 echo "==> certificates (CA + serving certificate for localhost)"
 "$bin" certs --out "$work/certs" --name localhost --name 127.0.0.1 --days 1
@@ -64,6 +65,31 @@ import json, sys
 response = json.load(sys.stdin)["response"]
 print("allowed:", response["allowed"])
 print(response["status"]["message"])
+'
+
+echo
+echo "==> kubectl beam run examples/beam/wordcount_minimal.yaml --dry-run=client, then through the webhook"
+"$plugin" run examples/beam/wordcount_minimal.yaml --dry-run=client -o json -n data > "$work/objects.json"
+python3 -c '
+import json, sys
+objects = json.load(open(sys.argv[1]))["items"]
+print("objects:", ", ".join(o["kind"] + "/" + o["metadata"]["name"] for o in objects))
+deployment = next(o for o in objects if o["kind"] == "FlinkDeployment")
+print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    "uid": "3f1c0a2e-demo", "kind": {"group": "flink.apache.org", "version": "v1beta1", "kind": "FlinkDeployment"},
+    "name": deployment["metadata"]["name"], "namespace": "data", "operation": "CREATE",
+    "userInfo": {"username": "demo"}, "object": deployment}}), file=open(sys.argv[2], "w"))
+' "$work/objects.json" "$work/review.json"
+curl -fsS --cacert "$work/certs/ca.crt" -H 'Content-Type: application/json' --data-binary "@$work/review.json" \
+  "https://localhost:$port/mutate" | python3 -c '
+import base64, json, sys
+response = json.load(sys.stdin)["response"]
+for op in json.loads(base64.b64decode(response["patch"])):
+    if op["path"] == "/spec/taskManager/podTemplate":
+        for container in op["value"]["spec"]["containers"]:
+            print("  TaskManager container:", container["name"], container.get("image", "(the Flink image)"))
+    elif "merge-arrays" in op["path"]:
+        print(" ", op["op"], op["path"], json.dumps(op.get("value")))
 '
 
 echo

@@ -34,6 +34,7 @@ cargo run --quiet --locked -p kubectl-beam -- policy test policies/ | tail -n 1
 step "main job: scripts/demo.sh"
 bash scripts/demo.sh >target/demo-output.txt 2>&1 || { cat target/demo-output.txt; exit 1; }
 grep -q 'has 6 problems' target/demo-output.txt
+grep -q 'beam-worker-pool' target/demo-output.txt
 echo "demo: webhook served, patched, denied and drained"
 
 echo
