@@ -67,7 +67,19 @@ enum Command {
                             kubectl beam run pipeline.yaml --runner spark\n  kubectl beam run pipeline.yaml --session my-cluster"
     )]
     Run(Box<RunArgs>),
-    /// Print the plugin's version (and the webhook's, when reachable).
+    /// One phase for a pipeline's job, with why; -w follows it until it ends.
+    #[command(after_help = "Examples:\n  kubectl beam status wordcount\n  kubectl beam status wordcount -w -o json")]
+    Status {
+        name: String,
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// The pipelines kubectl beam runs (NAME, RUNNER, PHASE, AGE, PARALLELISM, TENANT).
+    #[command(after_help = "Examples:\n  kubectl beam list\n  kubectl beam list -A -o wide")]
+    List,
+    /// Delete a pipeline's job (its ConfigMap goes with it).
+    Delete { name: String },
+    /// Print the plugin's version.
     Version,
     /// Test and evaluate RunnerPolicies offline, with the webhook's own engine.
     #[command(subcommand)]
@@ -164,6 +176,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate(&args.pipeline),
         Command::Run(args) => run_pipeline(&cli.global, &args),
+        Command::Status { name, watch } => block_on(status(&cli.global, &name, watch)),
+        Command::List => block_on(list(&cli.global)),
+        Command::Delete { name } => block_on(delete(&cli.global, &name)),
         Command::Version => {
             println!("kubectl-beam {}", beamstack::VERSION);
             Ok(ExitCode::SUCCESS)
@@ -289,11 +304,187 @@ fn run_pipeline(global: &Global, args: &RunArgs) -> Result<ExitCode, String> {
             print_objects(&objects, global.output.unwrap_or(Output::Yaml))?;
             Ok(ExitCode::SUCCESS)
         }
-        DryRun::None | DryRun::Server => Err(
-            "applying to a cluster is not available in this build yet: use --dry-run=client -o yaml and kubectl apply"
-                .into(),
-        ),
+        DryRun::None | DryRun::Server => {
+            let server = args.dry_run == DryRun::Server;
+            let applied = block_on_result(async {
+                let client =
+                    kubectl_beam::cluster::client(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+                kubectl_beam::cluster::apply(&client, &settings.namespace, &objects, server).await
+            })?;
+            match global.output {
+                Some(output @ (Output::Yaml | Output::Json)) => print_objects(&applied, output)?,
+                _ => {
+                    let suffix = if server { " (server dry run)" } else { "" };
+                    for object in &applied {
+                        println!(
+                            "{}/{} applied{suffix}",
+                            object["kind"].as_str().unwrap_or("").to_lowercase(),
+                            object["metadata"]["name"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            if args.wait && !server {
+                return block_on(follow(global, &settings.name, true));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn block_on(future: impl std::future::Future<Output = Result<ExitCode, String>>) -> Result<ExitCode, String> {
+    block_on_result(future)
+}
+
+fn block_on_result<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?
+        .block_on(future)
+}
+
+async fn client(global: &Global) -> Result<kube::Client, String> {
+    kubectl_beam::cluster::client(global.kubeconfig.as_deref(), global.context.as_deref()).await
+}
+
+fn age(object: &Value) -> String {
+    let Some(created) = object.pointer("/metadata/creationTimestamp").and_then(Value::as_str) else {
+        return "-".into();
+    };
+    let Ok(created) = created.parse::<k8s_openapi::jiff::Timestamp>() else {
+        return "-".into();
+    };
+    let seconds = (k8s_openapi::jiff::Timestamp::now().as_second() - created.as_second()).max(0);
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86400),
+    }
+}
+
+fn row(object: &Value, status: &kubectl_beam::status::JobStatus) -> Value {
+    serde_json::json!({
+        "name": object.pointer("/metadata/labels/beamstack.dev~1pipeline").cloned().unwrap_or(Value::Null),
+        "namespace": object.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null),
+        "runner": object.pointer("/metadata/labels/beamstack.dev~1runner").cloned().unwrap_or(Value::Null),
+        "kind": object["kind"],
+        "phase": status.phase.as_str(),
+        "reason": status.reason,
+        "message": status.message,
+        "age": age(object),
+        "parallelism": object.pointer("/spec/job/parallelism").or_else(|| object.pointer("/spec/executor/instances")).cloned().unwrap_or(Value::Null),
+        "tenant": object.pointer("/metadata/labels/beamstack.dev~1tenant").cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn status(global: &Global, name: &str, watch: bool) -> Result<ExitCode, String> {
+    follow(global, name, watch).await
+}
+
+/// Prints a pipeline's phase; with `watch`, every change until a terminal phase. Exit 1 if it failed.
+async fn follow(global: &Global, name: &str, watch: bool) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let namespace = namespace(global);
+    let mut last: Option<(String, String)> = None;
+    loop {
+        let found = kubectl_beam::cluster::find(&client, Some(&namespace), Some(name)).await?;
+        let Some((object, status)) = found.into_iter().next() else {
+            return Err(format!(
+                "no pipeline {name:?} in namespace {namespace} (kubectl beam list shows what runs)"
+            ));
+        };
+        let current = (status.phase.as_str().to_owned(), status.reason.clone());
+        if last.as_ref() != Some(&current) {
+            let row = row(&object, &status);
+            match global.output {
+                Some(Output::Json) => println!("{}", serde_json::to_string(&row).map_err(|e| e.to_string())?),
+                Some(Output::Yaml) => println!("{}---", serde_saphyr::to_string(&row).map_err(|e| e.to_string())?),
+                _ => {
+                    println!(
+                        "{name}\t{}\t{}\t{}",
+                        status.phase,
+                        status.reason,
+                        row["age"].as_str().unwrap_or("-")
+                    );
+                    if let Some(message) = &status.message {
+                        println!("  error: {message}");
+                    }
+                }
+            }
+            last = Some(current);
+        }
+        if !watch || status.phase.is_terminal() {
+            return Ok(if status.phase == kubectl_beam::status::Phase::Failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn list(global: &Global) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let namespace = (!global.all_namespaces).then(|| namespace(global));
+    let rows: Vec<Value> = kubectl_beam::cluster::find(&client, namespace.as_deref(), None)
+        .await?
+        .iter()
+        .map(|(object, status)| row(object, status))
+        .collect();
+    match global.output {
+        Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?),
+        Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&rows).map_err(|e| e.to_string())?),
+        Some(Output::Name) => rows.iter().for_each(|row| println!("{}", show(&row["name"]))),
+        _ => {
+            let mut table = comfy_table::Table::new();
+            table.load_style(comfy_table::presets::NOTHING);
+            let mut header = vec!["NAME"];
+            if global.all_namespaces {
+                header.push("NAMESPACE");
+            }
+            header.extend(["RUNNER", "PHASE", "AGE", "PARALLELISM", "TENANT"]);
+            if global.output == Some(Output::Wide) {
+                header.push("REASON");
+            }
+            table.set_header(header);
+            for row in &rows {
+                let mut cells = vec![show(&row["name"])];
+                if global.all_namespaces {
+                    cells.push(show(&row["namespace"]));
+                }
+                cells.extend(["runner", "phase", "age", "parallelism", "tenant"].map(|key| show(&row[key])));
+                if global.output == Some(Output::Wide) {
+                    cells.push(show(&row["reason"]));
+                }
+                table.add_row(cells);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(global: &Global, name: &str) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let deleted = kubectl_beam::cluster::delete(&client, &namespace(global), name).await?;
+    if deleted.is_empty() {
+        return Err(format!("no pipeline {name:?} in namespace {}", namespace(global)));
+    }
+    for object in deleted {
+        println!("{object} deleted");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints objects as kubectl would: YAML documents, a JSON List, or kind/name lines.

@@ -353,3 +353,37 @@ fn name_output_lists_kind_and_name() {
         "configmap/explode-pipeline\nflinkdeployment.flink.apache.org/explode\n"
     );
 }
+
+#[test]
+fn without_a_cluster_the_error_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-kubeconfig");
+    for args in [
+        vec!["run", "examples/beam/explode.yaml"],
+        vec!["list"],
+        vec!["status", "explode"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
+            .args(&args)
+            .arg("--kubeconfig")
+            .arg(&missing)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr.contains("no-such-kubeconfig"), "{args:?}: {stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
+        .args(["list"])
+        .env("HOME", dir.path())
+        .env_remove("KUBECONFIG")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        text(&output.stderr).contains("use --dry-run=client"),
+        "{}",
+        text(&output.stderr)
+    );
+}
