@@ -52,6 +52,14 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// The tolerations as the JSON objects pod specs hold (to compare with what an object already has).
+    pub fn toleration_values(&self) -> Vec<serde_json::Value> {
+        self.tolerations
+            .iter()
+            .filter_map(|toleration| serde_json::to_value(toleration).ok())
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tolerations.is_empty() && self.node_selector.is_empty() && self.priority_class_name.is_none()
     }

@@ -43,11 +43,7 @@ pub fn place_pods(object: &mut Value, pod_spec_path: &[&str], placement: &Placem
     };
     let path = pod_spec_path.join(".");
     if !placement.tolerations.is_empty() {
-        let wanted: Vec<Value> = placement
-            .tolerations
-            .iter()
-            .filter_map(|toleration| serde_json::to_value(toleration).ok())
-            .collect();
+        let wanted = placement.toleration_values();
         if let Some(tolerations) = tree::array_in(pod_spec, "tolerations")
             && tree::append_missing(tolerations, &wanted) > 0
         {

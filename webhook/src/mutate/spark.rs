@@ -62,11 +62,7 @@ fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, change
     let placement = &config.placement;
     let field = |rest: &str| dotted(spec_path, rest);
     if !placement.tolerations.is_empty() {
-        let wanted: Vec<Value> = placement
-            .tolerations
-            .iter()
-            .filter_map(|toleration| serde_json::to_value(toleration).ok())
-            .collect();
+        let wanted = placement.toleration_values();
         for role in ROLES {
             let Some(role_spec) = tree::object_at(spec, &[role]) else {
                 continue;

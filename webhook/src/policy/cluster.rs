@@ -108,6 +108,28 @@ async fn follow<K>(
     }
 }
 
+/// Names of cluster-scoped objects a watch has delivered, to forget those a re-list no longer sees.
+#[derive(Default)]
+struct KnownNames(std::sync::Mutex<HashSet<String>>);
+
+impl KnownNames {
+    fn remember(&self, name: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(name);
+    }
+
+    /// Calls `forget` for each remembered name the re-list (`seen`, as `/name` keys) did not deliver.
+    fn forget_unseen(&self, seen: &HashSet<String>, mut forget: impl FnMut(&str)) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|name| {
+            let still_there = seen.contains(&format!("/{name}"));
+            if !still_there {
+                forget(name);
+            }
+            still_there
+        });
+    }
+}
+
 fn key_of<K: kube::Resource>(object: &K) -> String {
     format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
@@ -117,14 +139,14 @@ async fn watch_policies(client: Client, engine: Arc<Engine>, sync: Arc<SyncState
     let status_api = api.clone();
     let apply_engine = Arc::clone(&engine);
     let relist_engine = Arc::clone(&engine);
-    let known = std::sync::Mutex::new(HashSet::<String>::new());
+    let known = KnownNames::default();
     follow(
         api,
         "RunnerPolicy",
         sync,
         |policy: &RunnerPolicy| {
             let name = policy.name_any();
-            known.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone());
+            known.remember(name.clone());
             let result = compile(policy, apply_engine.runtime());
             let condition = match &result {
                 Ok(_) => ("True", "Compiled", "the policy compiled and is in force".to_owned()),
@@ -171,30 +193,21 @@ async fn watch_policies(client: Client, engine: Arc<Engine>, sync: Arc<SyncState
             }
         },
         |policy| engine.set_cluster_policy(&policy.name_any(), None),
-        |seen| {
-            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-            for gone in known.iter().filter(|name| !seen.contains(&format!("/{name}"))) {
-                relist_engine.set_cluster_policy(gone, None);
-            }
-            known.retain(|name| seen.contains(&format!("/{name}")));
-        },
+        |seen| known.forget_unseen(seen, |gone| relist_engine.set_cluster_policy(gone, None)),
     )
     .await;
 }
 
 async fn watch_tenants(client: Client, engine: Arc<Engine>, sync: Arc<SyncState>) {
     let api: Api<Tenant> = Api::all(client);
-    let known = std::sync::Mutex::new(HashSet::<String>::new());
+    let known = KnownNames::default();
     follow(
         api,
         "Tenant",
         sync,
         |tenant: &Tenant| match super::check_tenant(tenant) {
             Ok(()) => {
-                known
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(tenant.name_any());
+                known.remember(tenant.name_any());
                 engine.set_cluster_tenant(&tenant.name_any(), Some(tenant.clone()));
             }
             Err(error) => {
@@ -202,39 +215,24 @@ async fn watch_tenants(client: Client, engine: Arc<Engine>, sync: Arc<SyncState>
             }
         },
         |tenant| engine.set_cluster_tenant(&tenant.name_any(), None),
-        |seen| {
-            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-            for gone in known.iter().filter(|name| !seen.contains(&format!("/{name}"))) {
-                engine.set_cluster_tenant(gone, None);
-            }
-            known.retain(|name| seen.contains(&format!("/{name}")));
-        },
+        |seen| known.forget_unseen(seen, |gone| engine.set_cluster_tenant(gone, None)),
     )
     .await;
 }
 
 async fn watch_namespaces(client: Client, engine: Arc<Engine>, sync: Arc<SyncState>) {
     let api: Api<Namespace> = Api::all(client);
-    let known = std::sync::Mutex::new(HashSet::<String>::new());
+    let known = KnownNames::default();
     follow(
         api,
         "Namespace",
         sync,
         |namespace: &Namespace| {
-            known
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(namespace.name_any());
+            known.remember(namespace.name_any());
             engine.set_namespace(&namespace.name_any(), Some(namespace.labels().clone()));
         },
         |namespace| engine.set_namespace(&namespace.name_any(), None),
-        |seen| {
-            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-            for gone in known.iter().filter(|name| !seen.contains(&format!("/{name}"))) {
-                engine.set_namespace(gone, None);
-            }
-            known.retain(|name| seen.contains(&format!("/{name}")));
-        },
+        |seen| known.forget_unseen(seen, |gone| engine.set_namespace(gone, None)),
     )
     .await;
 }
