@@ -79,6 +79,9 @@ enum Command {
     List,
     /// Delete a pipeline's job (its ConfigMap goes with it).
     Delete { name: String },
+    /// Flink session clusters, for `run --session`.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print the plugin's version.
     Version,
     /// Test and evaluate RunnerPolicies offline, with the webhook's own engine.
@@ -92,6 +95,48 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Create a Flink session cluster (a FlinkDeployment without a job, with the worker pool in its TaskManagers).
+    #[command(
+        after_help = "Examples:\n  kubectl beam cluster create shared --task-managers 3 --slots 4\n  \
+                            kubectl beam cluster create shared --dry-run=client -o yaml"
+    )]
+    Create(Box<ClusterArgs>),
+    /// The session clusters kubectl beam made.
+    List,
+    /// Delete a session cluster.
+    Delete { name: String },
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    name: String,
+    #[arg(long, default_value_t = 2)]
+    task_managers: u32,
+    #[arg(long, default_value_t = 2)]
+    slots: u32,
+    #[arg(long, default_value_t = 1.0)]
+    task_manager_cpu: f64,
+    /// A Flink memory size (2048m is 2048 MiB).
+    #[arg(long, default_value = "2048m")]
+    task_manager_memory: String,
+    #[arg(long, default_value = "2048m")]
+    job_manager_memory: String,
+    #[arg(long, default_value = versions::DEFAULT_BEAM)]
+    beam_version: String,
+    #[arg(long, default_value = versions::DEFAULT_FLINK)]
+    flink_version: String,
+    #[arg(long, default_value = versions::DEFAULT_PYTHON)]
+    python_version: String,
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(long)]
+    service_account: Option<String>,
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    dry_run: DryRun,
 }
 
 #[derive(Args, Clone)]
@@ -179,6 +224,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status { name, watch } => block_on(status(&cli.global, &name, watch)),
         Command::List => block_on(list(&cli.global)),
         Command::Delete { name } => block_on(delete(&cli.global, &name)),
+        Command::Cluster(command) => cluster(&cli.global, command),
         Command::Version => {
             println!("kubectl-beam {}", beamstack::VERSION);
             Ok(ExitCode::SUCCESS)
@@ -329,6 +375,79 @@ fn run_pipeline(global: &Global, args: &RunArgs) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String> {
+    match command {
+        ClusterCommand::Create(args) => {
+            if args.task_managers == 0
+                || args.slots == 0
+                || args.task_manager_cpu.is_nan()
+                || args.task_manager_cpu <= 0.0
+            {
+                return Err("--task-managers, --slots and --task-manager-cpu must be positive".into());
+            }
+            for (flag, memory) in [
+                ("--task-manager-memory", &args.task_manager_memory),
+                ("--job-manager-memory", &args.job_manager_memory),
+            ] {
+                beamstack::units::flink_memory(memory).map_err(|error| format!("{flag}: {error}"))?;
+            }
+            let settings = convert::ClusterSettings {
+                name: kubernetes_name(&args.name),
+                namespace: namespace(global),
+                versions: Versions::resolve(&args.beam_version, &args.flink_version, &args.python_version)?,
+                image: args.image.clone(),
+                image_repository: "ghcr.io/beamstack/flink-beam".into(),
+                task_managers: args.task_managers,
+                task_slots: args.slots,
+                task_manager_cpu: args.task_manager_cpu,
+                task_manager_memory: args.task_manager_memory.clone(),
+                job_manager_memory: args.job_manager_memory.clone(),
+                service_account: args.service_account.clone(),
+            };
+            let object = convert::session_cluster(&settings);
+            if args.dry_run == DryRun::Client {
+                print_objects(&[object], global.output.unwrap_or(Output::Yaml))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let server = args.dry_run == DryRun::Server;
+            let applied = block_on_result(async {
+                let client = client(global).await?;
+                kubectl_beam::cluster::apply(&client, &settings.namespace, &[object], server).await
+            })?;
+            for object in applied {
+                println!(
+                    "flinkdeployment.flink.apache.org/{} applied",
+                    object["metadata"]["name"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::List => block_on(async {
+            let client = client(global).await?;
+            let namespace = (!global.all_namespaces).then(|| namespace(global));
+            for (object, status) in kubectl_beam::cluster::session_clusters(&client, namespace.as_deref()).await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    object["metadata"]["name"].as_str().unwrap_or(""),
+                    object["metadata"]["namespace"].as_str().unwrap_or(""),
+                    status.phase,
+                    object
+                        .pointer("/spec/taskManager/replicas")
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        ClusterCommand::Delete { name } => block_on(async {
+            let client = client(global).await?;
+            kubectl_beam::cluster::delete_session_cluster(&client, &namespace(global), &name).await?;
+            println!("flinkdeployment.flink.apache.org/{name} deleted");
+            Ok(ExitCode::SUCCESS)
+        }),
     }
 }
 

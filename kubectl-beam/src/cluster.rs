@@ -161,3 +161,33 @@ pub async fn delete(client: &Client, namespace: &str, pipeline: &str) -> Result<
     }
     Ok(deleted)
 }
+
+/// Session clusters kubectl beam created (label beamstack.dev/session-cluster), with their phase.
+pub async fn session_clusters(client: &Client, namespace: Option<&str>) -> Result<Vec<(Value, JobStatus)>, String> {
+    let resource = runner_resources().remove(0);
+    let api: Api<DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let list = api
+        .list(&ListParams::default().labels(crate::convert::LABEL_SESSION_CLUSTER))
+        .await
+        .map_err(|error| describe(&error))?;
+    list.items
+        .into_iter()
+        .map(|object| {
+            let value = serde_json::to_value(&object).map_err(|error| error.to_string())?;
+            let phase = status::phase_of(&value);
+            Ok((value, phase))
+        })
+        .collect()
+}
+
+pub async fn delete_session_cluster(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
+    let resource = runner_resources().remove(0);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    api.delete(name, &DeleteParams::foreground())
+        .await
+        .map(|_| ())
+        .map_err(|error| describe(&error))
+}

@@ -387,3 +387,51 @@ fn without_a_cluster_the_error_says_what_to_do() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_session_cluster_is_a_jobless_flink_deployment_ready_for_the_harness() {
+    let output = beam(&[
+        "cluster",
+        "create",
+        "Shared",
+        "--task-managers",
+        "3",
+        "--slots",
+        "4",
+        "--task-manager-memory",
+        "4g",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+        "-n",
+        "beam",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let cluster: Value = serde_saphyr::from_str(&text(&output.stdout)).unwrap();
+    assert_valid(&cluster, "session cluster");
+    assert_eq!(cluster["metadata"]["name"], "shared");
+    assert!(cluster["spec"].get("job").is_none(), "a session cluster has no job");
+    assert_eq!(cluster["spec"]["taskManager"]["replicas"], 3);
+    assert_eq!(
+        cluster["spec"]["flinkConfiguration"]["taskmanager.numberOfTaskSlots"],
+        "4"
+    );
+    assert_eq!(
+        cluster["metadata"]["annotations"]["beamstack.dev/beam-sdk"], "python",
+        "the webhook adds the worker pool"
+    );
+    assert_eq!(cluster["metadata"]["labels"]["beamstack.dev/session-cluster"], "shared");
+    let bad = beam(&[
+        "cluster",
+        "create",
+        "x",
+        "--task-manager-memory",
+        "lots",
+        "--dry-run=client",
+    ]);
+    assert!(
+        text(&bad.stderr).contains("--task-manager-memory"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -452,3 +452,60 @@ fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         },
     })
 }
+
+/// How big a Flink session cluster is.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub name: String,
+    pub namespace: String,
+    pub versions: Versions,
+    pub image: Option<String>,
+    pub image_repository: String,
+    pub task_managers: u32,
+    pub task_slots: u32,
+    pub task_manager_cpu: f64,
+    pub task_manager_memory: String,
+    pub job_manager_memory: String,
+    pub service_account: Option<String>,
+}
+
+pub const LABEL_SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
+
+/// A Flink session cluster for `--session` runs: a FlinkDeployment without a job, sized by flags, annotated so the
+/// webhook puts the worker pool into its TaskManagers.
+pub fn session_cluster(settings: &ClusterSettings) -> Value {
+    let versions = &settings.versions;
+    let mut spec = json!({
+        "image": settings.image.clone().unwrap_or_else(|| versions.flink_image(&settings.image_repository)),
+        "flinkVersion": versions.flink_version_enum(),
+        "flinkConfiguration": {"taskmanager.numberOfTaskSlots": settings.task_slots.to_string()},
+        "jobManager": {"resource": {"cpu": 1, "memory": settings.job_manager_memory}},
+        "taskManager": {
+            "replicas": settings.task_managers,
+            "resource": {"cpu": settings.task_manager_cpu, "memory": settings.task_manager_memory},
+        },
+    });
+    if let Some(account) = &settings.service_account {
+        spec["serviceAccount"] = Value::from(account.clone());
+    }
+    json!({
+        "apiVersion": "flink.apache.org/v1beta1",
+        "kind": "FlinkDeployment",
+        "metadata": {
+            "name": settings.name,
+            "namespace": settings.namespace,
+            "labels": {
+                LABEL_SESSION_CLUSTER: settings.name,
+                LABEL_RUNNER: "flink",
+                "app.kubernetes.io/name": settings.name,
+                "app.kubernetes.io/managed-by": FIELD_MANAGER,
+            },
+            "annotations": {
+                "beamstack.dev/beam-sdk": "python",
+                "beamstack.dev/beam-version": versions.beam,
+                "beamstack.dev/python-version": versions.python_minor,
+            },
+        },
+        "spec": spec,
+    })
+}
