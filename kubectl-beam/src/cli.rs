@@ -125,18 +125,32 @@ struct ClusterArgs {
     task_manager_memory: String,
     #[arg(long, default_value = "2048m")]
     job_manager_memory: String,
-    #[arg(long, default_value = versions::DEFAULT_BEAM)]
-    beam_version: String,
-    #[arg(long, default_value = versions::DEFAULT_FLINK)]
-    flink_version: String,
-    #[arg(long, default_value = versions::DEFAULT_PYTHON)]
-    python_version: String,
+    #[command(flatten)]
+    versions: VersionArgs,
     #[arg(long)]
     image: Option<String>,
     #[arg(long)]
     service_account: Option<String>,
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     dry_run: DryRun,
+}
+
+/// The versions a run or a cluster uses, resolved against the version table.
+#[derive(Args)]
+struct VersionArgs {
+    #[arg(long, default_value = versions::DEFAULT_BEAM)]
+    beam_version: String,
+    #[arg(long, default_value = versions::DEFAULT_FLINK)]
+    flink_version: String,
+    /// The Python minor of the launcher and the SDK harness.
+    #[arg(long, default_value = versions::DEFAULT_PYTHON)]
+    python_version: String,
+}
+
+impl VersionArgs {
+    fn resolve(&self) -> Result<Versions, String> {
+        Versions::resolve(&self.beam_version, &self.flink_version, &self.python_version)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -180,13 +194,8 @@ struct RunArgs {
     /// Name of the job's resources (default: from the file name).
     #[arg(long)]
     name: Option<String>,
-    #[arg(long, default_value = versions::DEFAULT_BEAM)]
-    beam_version: String,
-    #[arg(long, default_value = versions::DEFAULT_FLINK)]
-    flink_version: String,
-    /// The Python minor of the launcher and the SDK harness.
-    #[arg(long, default_value = versions::DEFAULT_PYTHON)]
-    python_version: String,
+    #[command(flatten)]
+    versions: VersionArgs,
     /// The runner image (default: derived from the versions).
     #[arg(long)]
     image: Option<String>,
@@ -315,7 +324,7 @@ fn namespace(global: &Global) -> String {
 }
 
 fn settings(global: &Global, args: &RunArgs, pipeline: &pipeline::Pipeline) -> Result<RunSettings, String> {
-    let versions = Versions::resolve(&args.beam_version, &args.flink_version, &args.python_version)?;
+    let versions = args.versions.resolve()?;
     let name = match &args.name {
         Some(name) => kubernetes_name(name),
         None => pipeline.name(),
@@ -397,7 +406,7 @@ fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String>
             let settings = convert::ClusterSettings {
                 name: kubernetes_name(&args.name),
                 namespace: namespace(global),
-                versions: Versions::resolve(&args.beam_version, &args.flink_version, &args.python_version)?,
+                versions: args.versions.resolve()?,
                 image: args.image.clone(),
                 image_repository: "ghcr.io/beamstack/flink-beam".into(),
                 task_managers: args.task_managers,

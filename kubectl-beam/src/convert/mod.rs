@@ -326,7 +326,7 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         .image
         .clone()
         .unwrap_or_else(|| versions.flink_image(&settings.image_repository));
-    let mut spec = json!({
+    let spec = json!({
         "image": image,
         "flinkVersion": versions.flink_version_enum(),
         "flinkConfiguration": configuration,
@@ -347,18 +347,32 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
             "upgradeMode": settings.upgrade_mode,
         },
     });
-    if let Some(account) = &settings.service_account {
-        spec["serviceAccount"] = Value::from(account.clone());
+    flink_deployment(
+        &settings.name,
+        &settings.namespace,
+        labels(settings),
+        harness_annotations(settings, pipeline),
+        spec,
+        settings.service_account.as_deref(),
+    )
+}
+
+/// A FlinkDeployment around `spec`, with the service account when one is given.
+fn flink_deployment(
+    name: &str,
+    namespace: &str,
+    labels: Value,
+    annotations: Value,
+    mut spec: Value,
+    service_account: Option<&str>,
+) -> Value {
+    if let Some(account) = service_account {
+        spec["serviceAccount"] = Value::from(account);
     }
     json!({
         "apiVersion": "flink.apache.org/v1beta1",
         "kind": "FlinkDeployment",
-        "metadata": {
-            "name": settings.name,
-            "namespace": settings.namespace,
-            "labels": labels(settings),
-            "annotations": harness_annotations(settings, pipeline),
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
         "spec": spec,
     })
 }
@@ -475,7 +489,7 @@ pub const LABEL_SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
 /// webhook puts the worker pool into its TaskManagers.
 pub fn session_cluster(settings: &ClusterSettings) -> Value {
     let versions = &settings.versions;
-    let mut spec = json!({
+    let spec = json!({
         "image": settings.image.clone().unwrap_or_else(|| versions.flink_image(&settings.image_repository)),
         "flinkVersion": versions.flink_version_enum(),
         "flinkConfiguration": {"taskmanager.numberOfTaskSlots": settings.task_slots.to_string()},
@@ -485,27 +499,23 @@ pub fn session_cluster(settings: &ClusterSettings) -> Value {
             "resource": {"cpu": settings.task_manager_cpu, "memory": settings.task_manager_memory},
         },
     });
-    if let Some(account) = &settings.service_account {
-        spec["serviceAccount"] = Value::from(account.clone());
-    }
-    json!({
-        "apiVersion": "flink.apache.org/v1beta1",
-        "kind": "FlinkDeployment",
-        "metadata": {
-            "name": settings.name,
-            "namespace": settings.namespace,
-            "labels": {
-                LABEL_SESSION_CLUSTER: settings.name,
-                LABEL_RUNNER: "flink",
-                "app.kubernetes.io/name": settings.name,
-                "app.kubernetes.io/managed-by": FIELD_MANAGER,
-            },
-            "annotations": {
-                "beamstack.dev/beam-sdk": "python",
-                "beamstack.dev/beam-version": versions.beam,
-                "beamstack.dev/python-version": versions.python_minor,
-            },
-        },
-        "spec": spec,
-    })
+    let labels = json!({
+        LABEL_SESSION_CLUSTER: settings.name,
+        LABEL_RUNNER: "flink",
+        "app.kubernetes.io/name": settings.name,
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+    });
+    let annotations = json!({
+        "beamstack.dev/beam-sdk": "python",
+        "beamstack.dev/beam-version": versions.beam,
+        "beamstack.dev/python-version": versions.python_minor,
+    });
+    flink_deployment(
+        &settings.name,
+        &settings.namespace,
+        labels,
+        annotations,
+        spec,
+        settings.service_account.as_deref(),
+    )
 }
