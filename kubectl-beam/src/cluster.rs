@@ -191,3 +191,241 @@ pub async fn delete_session_cluster(client: &Client, namespace: &str, name: &str
         .map(|_| ())
         .map_err(|error| describe(&error))
 }
+
+/// Lists objects of any resource as JSON, namespaced or cluster-wide.
+async fn list_json(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+    params: &ListParams,
+) -> Result<Vec<Value>, String> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    let list = api
+        .list(params)
+        .await
+        .map_err(|error| format!("listing {}: {}", resource.plural, describe(&error)))?;
+    list.items
+        .into_iter()
+        .map(|object| {
+            let mut value = serde_json::to_value(&object).map_err(|error| error.to_string())?;
+            // A list's items carry no kind; the judgements read it.
+            value["kind"] = Value::from(resource.kind.clone());
+            Ok(value)
+        })
+        .collect()
+}
+
+fn core(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural)
+}
+
+/// The pods a job's roles select, in its namespace.
+pub async fn pods_of(client: &Client, object: &Value) -> Result<Vec<Value>, String> {
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let mut pods: Vec<Value> = Vec::new();
+    for role in crate::pods::roles_of(object) {
+        for pod in list_json(
+            client,
+            &core("Pod", "pods"),
+            Some(namespace),
+            &ListParams::default().labels(&role.selector),
+        )
+        .await?
+        {
+            if !pods
+                .iter()
+                .any(|known| known["metadata"]["uid"] == pod["metadata"]["uid"])
+            {
+                pods.push(pod);
+            }
+        }
+    }
+    Ok(pods)
+}
+
+/// The events about a job: its runner object and each of its pods.
+pub async fn events_of(client: &Client, object: &Value, pods: &[Value]) -> Result<Vec<Value>, String> {
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let mut events = Vec::new();
+    let subjects = std::iter::once(object).chain(pods.iter());
+    for subject in subjects {
+        let name = subject["metadata"]["name"].as_str().unwrap_or_default();
+        let kind = subject["kind"].as_str().unwrap_or("Pod");
+        let selector = format!("involvedObject.name={name},involvedObject.kind={kind}");
+        events.extend(
+            list_json(
+                client,
+                &core("Event", "events"),
+                Some(namespace),
+                &ListParams::default().fields(&selector),
+            )
+            .await?,
+        );
+    }
+    Ok(events)
+}
+
+/// The names of the CRDs the cluster serves.
+pub async fn crd_names(client: &Client) -> Result<Vec<String>, String> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    Ok(list_json(client, &resource, None, &ListParams::default())
+        .await?
+        .iter()
+        .filter_map(|crd| crd["metadata"]["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Mutating and validating webhook configurations.
+pub async fn webhook_configurations(client: &Client) -> Result<(Vec<Value>, Vec<Value>), String> {
+    let resource = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+            plural,
+        )
+    };
+    let mutating = list_json(
+        client,
+        &resource("MutatingWebhookConfiguration", "mutatingwebhookconfigurations"),
+        None,
+        &ListParams::default(),
+    )
+    .await?;
+    let validating = list_json(
+        client,
+        &resource("ValidatingWebhookConfiguration", "validatingwebhookconfigurations"),
+        None,
+        &ListParams::default(),
+    )
+    .await?;
+    Ok((mutating, validating))
+}
+
+/// A namespace's labels (`{}` when it does not exist: the check then says so through the selector).
+pub async fn namespace_labels(client: &Client, namespace: &str) -> Result<Option<Value>, String> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &core("Namespace", "namespaces"));
+    match api.get_opt(namespace).await.map_err(|error| describe(&error))? {
+        Some(object) => Ok(Some(
+            object.metadata.labels.map(|labels| json!(labels)).unwrap_or(json!({})),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Ready addresses behind a Service, from its EndpointSlices.
+pub async fn ready_endpoints(client: &Client, namespace: &str, service: &str) -> Result<Option<usize>, String> {
+    let services: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &core("Service", "services"));
+    if services
+        .get_opt(service)
+        .await
+        .map_err(|error| describe(&error))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let slices = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+        "endpointslices",
+    );
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let ready = list_json(client, &slices, Some(namespace), &params)
+        .await?
+        .iter()
+        .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|endpoint| endpoint.pointer("/conditions/ready") != Some(&Value::Bool(false)))
+        .count();
+    Ok(Some(ready))
+}
+
+/// The API server's version (`gitVersion`).
+pub async fn server_version(client: &Client) -> Result<String, String> {
+    client
+        .apiserver_version()
+        .await
+        .map(|info| info.git_version)
+        .map_err(|error| describe(&error))
+}
+
+/// The webhook Deployments the chart installed (label app.kubernetes.io/name=beamstack-webhook), any namespace.
+pub async fn webhook_deployments(client: &Client) -> Result<Vec<Value>, String> {
+    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apps", "v1", "Deployment"), "deployments");
+    list_json(
+        client,
+        &resource,
+        None,
+        &ListParams::default().labels("app.kubernetes.io/name=beamstack-webhook"),
+    )
+    .await
+}
+
+/// A ConfigMap's data, if it exists.
+pub async fn config_map_data(client: &Client, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &core("ConfigMap", "configmaps"));
+    Ok(api
+        .get_opt(name)
+        .await
+        .map_err(|error| describe(&error))?
+        .map(|object| object.data["data"].clone()))
+}
+
+/// ConfigMaps carrying a label, in every namespace the user can list (the chart's plugin defaults).
+pub async fn labelled_config_maps(client: &Client, label: &str) -> Result<Vec<Value>, String> {
+    list_json(
+        client,
+        &core("ConfigMap", "configmaps"),
+        None,
+        &ListParams::default().labels(label),
+    )
+    .await
+}
+
+/// Streams (or prints) the logs of a role's pods to stdout, each line prefixed with its pod when there are several.
+pub async fn logs(
+    client: &Client,
+    object: &Value,
+    role: &crate::pods::RolePods,
+    follow: bool,
+    tail: Option<i64>,
+) -> Result<usize, String> {
+    use futures_util::{AsyncBufReadExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::Pod;
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&role.selector))
+        .await
+        .map_err(|error| describe(&error))?;
+    let several = pods.items.len() > 1;
+    let mut streams = Vec::new();
+    for pod in &pods.items {
+        let name = pod.name_any();
+        let params = kube::api::LogParams {
+            container: role.container.clone(),
+            follow,
+            tail_lines: tail,
+            ..Default::default()
+        };
+        let stream = api
+            .log_stream(&name, &params)
+            .await
+            .map_err(|error| format!("logs of pod {name}: {}", describe(&error)))?;
+        let prefix = if several { format!("[{name}] ") } else { String::new() };
+        streams.push(async move {
+            let mut lines = stream.lines();
+            while let Some(line) = lines.try_next().await.map_err(|error| error.to_string())? {
+                println!("{prefix}{line}");
+            }
+            Ok::<(), String>(())
+        });
+    }
+    let count = streams.len();
+    for result in futures_util::future::join_all(streams).await {
+        result?;
+    }
+    Ok(count)
+}

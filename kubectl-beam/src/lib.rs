@@ -3,5 +3,12 @@
 
 pub mod cluster;
 pub mod convert;
+pub mod defaults;
+pub mod doctor;
+pub mod http;
+pub mod metrics;
 pub mod pipeline;
+pub mod pods;
+pub mod probe;
+pub mod report;
 pub mod status;

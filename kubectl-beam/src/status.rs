@@ -31,6 +31,20 @@ impl Phase {
         }
     }
 
+    pub fn parse(text: &str) -> Option<Phase> {
+        [
+            Phase::Pending,
+            Phase::Submitting,
+            Phase::Running,
+            Phase::Succeeded,
+            Phase::Failed,
+            Phase::Suspended,
+            Phase::Unknown,
+        ]
+        .into_iter()
+        .find(|phase| phase.as_str() == text)
+    }
+
     /// Phases a job does not leave by itself: `status -w` stops there.
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed | Phase::Suspended)

@@ -21,12 +21,37 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn version_names_the_release() {
-    let output = beam(&["version"]);
+    let output = beam(&["version", "--client"]);
     assert!(output.status.success());
     assert_eq!(
         text(&output.stdout).trim(),
-        format!("kubectl-beam {}", env!("CARGO_PKG_VERSION"))
+        format!("Plugin:  kubectl-beam {}", env!("CARGO_PKG_VERSION"))
     );
+    // With no cluster, the server's and webhook's versions are unknown, and the command still succeeds.
+    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
+        .args(["version", "-o", "json"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let versions: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(versions["plugin"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        versions["server"].as_str().unwrap().starts_with("unknown ("),
+        "{versions}"
+    );
+}
+
+#[test]
+fn completion_speaks_kubectls_plugin_protocol() {
+    let output = beam(&["__complete", "st"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success());
+    assert!(stdout.lines().any(|line| line.starts_with("status\t")), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some(":4"));
+    // The helper kubectl runs for `kubectl beam <TAB>` hands its words to the plugin.
+    let helper = std::fs::read_to_string(repo().join("plugins/kubectl_complete-beam")).unwrap();
+    assert!(helper.contains("kubectl-beam __complete \"$@\""), "{helper}");
 }
 
 #[test]

@@ -124,6 +124,10 @@ fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<(St
         (Runner::Spark, _) => options.push(("runner".into(), "SparkRunner".into())),
         (Runner::Samza, _) => unreachable!("refused before"),
     }
+    // The Flink job carries the pipeline's name, so its metrics (label job_name) and its UI entry can be found.
+    if !pipeline.options().iter().any(|(key, _)| key == "job_name") {
+        options.push(("job_name".into(), settings.name.clone()));
+    }
     options.push(("environment_type".into(), "EXTERNAL".into()));
     options.push(("environment_config".into(), "localhost:50000".into()));
     if let Some(parallelism) = settings.parallelism {

@@ -1,11 +1,19 @@
 //! The command line: kubectl's conventions (`--kubeconfig`, `--context`, `-n`, `-A`, `-o`, `--dry-run`), since
 //! kubectl forwards no flags to plugins.
 
+mod complete;
+mod doctor;
+mod observe;
+mod output;
+
 use crate::policy::{self, PolicyCommand};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use kubectl_beam::convert::versions::{self, Versions};
 use kubectl_beam::convert::{self, RunSettings, Runner};
+use kubectl_beam::defaults::{self, Defaults};
 use kubectl_beam::pipeline::{self, LoadOptions, kubernetes_name};
+use kubectl_beam::pods::Role;
+use output::{block_on, block_on_result, client, namespace, print_objects};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,23 +75,64 @@ enum Command {
                             kubectl beam run pipeline.yaml --runner spark\n  kubectl beam run pipeline.yaml --session my-cluster"
     )]
     Run(Box<RunArgs>),
-    /// One phase for a pipeline's job, with why; -w follows it until it ends.
-    #[command(after_help = "Examples:\n  kubectl beam status wordcount\n  kubectl beam status wordcount -w -o json")]
+    /// One phase for a pipeline's job, with why: pods, warnings, UI and metrics; -w follows it until it ends.
+    #[command(
+        after_help = "Examples:\n  kubectl beam status wordcount\n  kubectl beam status wordcount -w -o json\n  \
+                      kubectl beam status wordcount --prometheus http://localhost:9090"
+    )]
     Status {
         name: String,
         #[arg(short = 'w', long)]
         watch: bool,
+        /// Prometheus to read throughput, backpressure and checkpoint age from (default: the plugin defaults').
+        #[arg(long)]
+        prometheus: Option<String>,
     },
     /// The pipelines kubectl beam runs (NAME, RUNNER, PHASE, AGE, PARALLELISM, TENANT).
     #[command(after_help = "Examples:\n  kubectl beam list\n  kubectl beam list -A -o wide")]
     List,
+    /// The logs of a pipeline's pods (default: the JobManager, the Spark driver, or the launcher).
+    #[command(
+        after_help = "Examples:\n  kubectl beam logs wordcount\n  kubectl beam logs wordcount --role harness -f\n  \
+                      kubectl beam logs wordcount --role taskmanager --tail 100"
+    )]
+    Logs {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Option<Role>,
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last this many lines of each pod.
+        #[arg(long)]
+        tail: Option<i64>,
+    },
+    /// The events of a pipeline's runner object and pods, oldest first.
+    #[command(after_help = "Examples:\n  kubectl beam events wordcount\n  kubectl beam events wordcount -o json")]
+    Events { name: String },
     /// Delete a pipeline's job (its ConfigMap goes with it).
-    Delete { name: String },
+    #[command(after_help = "Examples:\n  kubectl beam delete wordcount\n  kubectl beam delete wordcount --wait")]
+    Delete {
+        name: String,
+        /// Return once the runner object is gone.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Check the installation: operators' CRDs, webhook configurations, certificates, namespace coverage, Prometheus.
+    #[command(after_help = "Examples:\n  kubectl beam doctor\n  kubectl beam doctor -n data -o json")]
+    Doctor {
+        #[arg(long)]
+        prometheus: Option<String>,
+    },
     /// Flink session clusters, for `run --session`.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Print the plugin's version.
-    Version,
+    /// Print the plugin's version, and the API server's and the webhook's when a cluster is reachable.
+    #[command(after_help = "Examples:\n  kubectl beam version\n  kubectl beam version --client -o json")]
+    Version {
+        /// The plugin's version only; no cluster is contacted.
+        #[arg(long)]
+        client: bool,
+    },
     /// Test and evaluate RunnerPolicies offline, with the webhook's own engine.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -138,18 +187,30 @@ struct ClusterArgs {
 /// The versions a run or a cluster uses, resolved against the version table.
 #[derive(Args)]
 struct VersionArgs {
-    #[arg(long, default_value = versions::DEFAULT_BEAM)]
-    beam_version: String,
-    #[arg(long, default_value = versions::DEFAULT_FLINK)]
-    flink_version: String,
-    /// The Python minor of the launcher and the SDK harness.
-    #[arg(long, default_value = versions::DEFAULT_PYTHON)]
-    python_version: String,
+    /// Beam version [default: plugin defaults, else the newest in the version table]
+    #[arg(long)]
+    beam_version: Option<String>,
+    /// Flink minor, such as 1.20 [default: plugin defaults, else the newest the Beam version supports]
+    #[arg(long)]
+    flink_version: Option<String>,
+    /// The Python minor of the launcher and the SDK harness [default: plugin defaults, else 3.11]
+    #[arg(long)]
+    python_version: Option<String>,
 }
 
 impl VersionArgs {
-    fn resolve(&self) -> Result<Versions, String> {
-        Versions::resolve(&self.beam_version, &self.flink_version, &self.python_version)
+    /// Flags first, then the plugin defaults, then the version table's own.
+    fn resolve(&self, defaults: &Defaults) -> Result<Versions, String> {
+        let pick = |flag: &Option<String>, default: &Option<String>, builtin: &str| {
+            flag.clone()
+                .or_else(|| default.clone())
+                .unwrap_or_else(|| builtin.to_owned())
+        };
+        Versions::resolve(
+            &pick(&self.beam_version, &defaults.beam_version, versions::DEFAULT_BEAM),
+            &pick(&self.flink_version, &defaults.flink_version, versions::DEFAULT_FLINK),
+            &pick(&self.python_version, &defaults.python_version, versions::DEFAULT_PYTHON),
+        )
     }
 }
 
@@ -185,9 +246,9 @@ enum DryRun {
 struct RunArgs {
     #[command(flatten)]
     pipeline: PipelineArgs,
-    /// flink (default) or spark. samza is refused: Beam removed that runner.
-    #[arg(long, default_value = "flink")]
-    runner: String,
+    /// flink or spark [default: plugin defaults, else flink]. samza is refused: Beam removed that runner.
+    #[arg(long)]
+    runner: Option<String>,
     /// Submit to this Flink session cluster (see `kubectl beam cluster create`) instead of an application cluster.
     #[arg(long)]
     session: Option<String>,
@@ -227,18 +288,34 @@ struct RunArgs {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    let global = &cli.global;
     let result = match cli.command {
         Command::Validate(args) => validate(&args.pipeline),
-        Command::Run(args) => run_pipeline(&cli.global, &args),
-        Command::Status { name, watch } => block_on(status(&cli.global, &name, watch)),
-        Command::List => block_on(list(&cli.global)),
-        Command::Delete { name } => block_on(delete(&cli.global, &name)),
-        Command::Cluster(command) => cluster(&cli.global, command),
-        Command::Version => {
-            println!("kubectl-beam {}", beamstack::VERSION);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Policy(command) => return policy::run(command, cli.global.output),
+        Command::Run(args) => run_pipeline(global, &args),
+        Command::Status {
+            name,
+            watch,
+            prometheus,
+        } => block_on(async {
+            let prometheus = match prometheus {
+                Some(url) => Some(url),
+                None => defaults(client(global).await.ok().as_ref()).await?.prometheus,
+            };
+            observe::status(global, &name, watch, prometheus.as_deref()).await
+        }),
+        Command::List => block_on(observe::list(global)),
+        Command::Logs {
+            name,
+            role,
+            follow,
+            tail,
+        } => block_on(observe::logs(global, &name, role, follow, tail)),
+        Command::Events { name } => block_on(observe::events(global, &name)),
+        Command::Delete { name, wait } => block_on(observe::delete(global, &name, wait)),
+        Command::Doctor { prometheus } => block_on(doctor::doctor(global, prometheus)),
+        Command::Cluster(command) => cluster(global, command),
+        Command::Version { client } => block_on(doctor::version(global, client)),
+        Command::Policy(command) => return policy::run(command, global.output),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kubectl-beam", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -251,6 +328,38 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kubectl beam __complete ...`, answered before clap parses anything (the words may be any partial command).
+pub fn complete(words: Vec<std::ffi::OsString>) -> ExitCode {
+    for line in complete::lines(words) {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The plugin defaults: the chart's ConfigMap when a cluster is at hand, under the user's config file.
+async fn defaults(client: Option<&kube::Client>) -> Result<Defaults, String> {
+    let mut merged = Defaults::default();
+    if let Some(client) = client {
+        // The cluster's defaults are a convenience: a cluster we cannot read them from is not an error here.
+        if let Ok(maps) = kubectl_beam::cluster::labelled_config_maps(client, defaults::CONFIG_MAP_LABEL).await {
+            for map in maps {
+                if let Some(text) = map
+                    .pointer(&format!("/data/{}", defaults::CONFIG_MAP_KEY))
+                    .and_then(Value::as_str)
+                {
+                    let origin = format!(
+                        "ConfigMap {}/{}",
+                        map["metadata"]["namespace"].as_str().unwrap_or(""),
+                        map["metadata"]["name"].as_str().unwrap_or("")
+                    );
+                    merged = merged.overlaid_with(Defaults::parse(text, &origin)?);
+                }
+            }
+        }
+    }
+    Ok(merged.overlaid_with(defaults::read_user_file(defaults::user_file().as_deref())?))
 }
 
 fn load_options(args: &PipelineArgs) -> Result<LoadOptions, String> {
@@ -305,44 +414,39 @@ fn validate(args: &PipelineArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The namespace: -n, else the kubeconfig context's, else `default`.
-fn namespace(global: &Global) -> String {
-    if let Some(namespace) = &global.namespace {
-        return namespace.clone();
-    }
-    let config = match &global.kubeconfig {
-        Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
-        None => kube::config::Kubeconfig::read().ok(),
-    };
-    config
-        .and_then(|config| {
-            let context = global.context.clone().or(config.current_context.clone())?;
-            let named = config.contexts.iter().find(|named| named.name == context)?;
-            named.context.as_ref()?.namespace.clone()
-        })
-        .unwrap_or_else(|| "default".to_owned())
-}
-
-fn settings(global: &Global, args: &RunArgs, pipeline: &pipeline::Pipeline) -> Result<RunSettings, String> {
-    let versions = args.versions.resolve()?;
+fn settings(
+    global: &Global,
+    args: &RunArgs,
+    pipeline: &pipeline::Pipeline,
+    defaults: &Defaults,
+) -> Result<RunSettings, String> {
+    let versions = args.versions.resolve(defaults)?;
     let name = match &args.name {
         Some(name) => kubernetes_name(name),
         None => pipeline.name(),
     };
     let mut settings = RunSettings::new(&name, &namespace(global), versions);
-    settings.runner = Runner::parse(&args.runner)?;
+    settings.runner = Runner::parse(args.runner.as_deref().or(defaults.runner.as_deref()).unwrap_or("flink"))?;
     settings.session = args.session.clone();
-    settings.image = args.image.clone();
-    settings.launcher_image = args.launcher_image.clone();
+    settings.image = args.image.clone().or(defaults.image.clone());
+    if let Some(repository) = &defaults.image_repository {
+        settings.image_repository = repository.clone();
+    }
+    settings.launcher_image = args.launcher_image.clone().or(defaults.launcher_image.clone());
     settings.parallelism = args.parallelism;
     settings.upgrade_mode = args.upgrade_mode.clone();
     settings.checkpoint_interval_ms = args.checkpoint_interval.map(|interval| interval.as_millis() as u64);
     settings.checkpoint_dir = args.checkpoint_dir.clone();
     settings.savepoint_dir = args.savepoint_dir.clone();
-    settings.service_account = args.service_account.clone();
+    settings.service_account = args.service_account.clone().or(defaults.service_account.clone());
     if let Some(services) = &args.beam_services {
         settings.beam_services = serde_json::from_str(services)
             .map_err(|error| format!("--beam-services must be a JSON object of target -> host:port: {error}"))?;
+    } else if let Some(services) = &defaults.beam_services {
+        settings.beam_services = services
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+            .collect();
     }
     if settings.session.is_some() && settings.runner != Runner::Flink {
         return Err("--session is for the Flink runner".into());
@@ -350,41 +454,42 @@ fn settings(global: &Global, args: &RunArgs, pipeline: &pipeline::Pipeline) -> R
     Ok(settings)
 }
 
+/// `run`: with --dry-run=client no cluster is touched (user defaults only); otherwise the cluster's plugin defaults
+/// apply too, and the objects go through server-side apply.
 fn run_pipeline(global: &Global, args: &RunArgs) -> Result<ExitCode, String> {
     let pipeline = load(&args.pipeline)?;
-    let settings = settings(global, args, &pipeline)?;
-    let objects = convert::objects(&pipeline, &settings)?;
-    match args.dry_run {
-        DryRun::Client => {
+    block_on_result(async {
+        let client = match args.dry_run {
+            DryRun::Client => None,
+            DryRun::None | DryRun::Server => Some(client(global).await?),
+        };
+        let defaults = defaults(client.as_ref()).await?;
+        let settings = settings(global, args, &pipeline, &defaults)?;
+        let objects = convert::objects(&pipeline, &settings)?;
+        let Some(client) = client else {
             print_objects(&objects, global.output.unwrap_or(Output::Yaml))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        DryRun::None | DryRun::Server => {
-            let server = args.dry_run == DryRun::Server;
-            let applied = block_on_result(async {
-                let client =
-                    kubectl_beam::cluster::client(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-                kubectl_beam::cluster::apply(&client, &settings.namespace, &objects, server).await
-            })?;
-            match global.output {
-                Some(output @ (Output::Yaml | Output::Json)) => print_objects(&applied, output)?,
-                _ => {
-                    let suffix = if server { " (server dry run)" } else { "" };
-                    for object in &applied {
-                        println!(
-                            "{}/{} applied{suffix}",
-                            object["kind"].as_str().unwrap_or("").to_lowercase(),
-                            object["metadata"]["name"].as_str().unwrap_or("")
-                        );
-                    }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let server = args.dry_run == DryRun::Server;
+        let applied = kubectl_beam::cluster::apply(&client, &settings.namespace, &objects, server).await?;
+        match global.output {
+            Some(output @ (Output::Yaml | Output::Json)) => print_objects(&applied, output)?,
+            _ => {
+                let suffix = if server { " (server dry run)" } else { "" };
+                for object in &applied {
+                    println!(
+                        "{}/{} applied{suffix}",
+                        object["kind"].as_str().unwrap_or("").to_lowercase(),
+                        object["metadata"]["name"].as_str().unwrap_or("")
+                    );
                 }
             }
-            if args.wait && !server {
-                return block_on(follow(global, &settings.name, true));
-            }
-            Ok(ExitCode::SUCCESS)
         }
-    }
+        if args.wait && !server {
+            return observe::wait_until_running(global, &settings.name).await;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String> {
@@ -403,12 +508,22 @@ fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String>
             ] {
                 beamstack::units::flink_memory(memory).map_err(|error| format!("{flag}: {error}"))?;
             }
+            // As for `run`: the user's defaults always, the cluster's unless this is a client-side dry run.
+            let defaults = block_on_result(async {
+                match args.dry_run {
+                    DryRun::Client => defaults(None).await,
+                    _ => defaults(client(global).await.ok().as_ref()).await,
+                }
+            })?;
             let settings = convert::ClusterSettings {
                 name: kubernetes_name(&args.name),
                 namespace: namespace(global),
-                versions: args.versions.resolve()?,
-                image: args.image.clone(),
-                image_repository: "ghcr.io/beamstack/flink-beam".into(),
+                versions: args.versions.resolve(&defaults)?,
+                image: args.image.clone().or(defaults.image.clone()),
+                image_repository: defaults
+                    .image_repository
+                    .clone()
+                    .unwrap_or_else(|| "ghcr.io/beamstack/flink-beam".into()),
                 task_managers: args.task_managers,
                 task_slots: args.slots,
                 task_manager_cpu: args.task_manager_cpu,
@@ -458,196 +573,4 @@ fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String>
             Ok(ExitCode::SUCCESS)
         }),
     }
-}
-
-fn block_on(future: impl std::future::Future<Output = Result<ExitCode, String>>) -> Result<ExitCode, String> {
-    block_on_result(future)
-}
-
-fn block_on_result<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| error.to_string())?
-        .block_on(future)
-}
-
-async fn client(global: &Global) -> Result<kube::Client, String> {
-    kubectl_beam::cluster::client(global.kubeconfig.as_deref(), global.context.as_deref()).await
-}
-
-fn age(object: &Value) -> String {
-    let Some(created) = object.pointer("/metadata/creationTimestamp").and_then(Value::as_str) else {
-        return "-".into();
-    };
-    let Ok(created) = created.parse::<k8s_openapi::jiff::Timestamp>() else {
-        return "-".into();
-    };
-    let seconds = (k8s_openapi::jiff::Timestamp::now().as_second() - created.as_second()).max(0);
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m", seconds / 60),
-        3600..86400 => format!("{}h", seconds / 3600),
-        _ => format!("{}d", seconds / 86400),
-    }
-}
-
-fn row(object: &Value, status: &kubectl_beam::status::JobStatus) -> Value {
-    serde_json::json!({
-        "name": object.pointer("/metadata/labels/beamstack.dev~1pipeline").cloned().unwrap_or(Value::Null),
-        "namespace": object.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null),
-        "runner": object.pointer("/metadata/labels/beamstack.dev~1runner").cloned().unwrap_or(Value::Null),
-        "kind": object["kind"],
-        "phase": status.phase.as_str(),
-        "reason": status.reason,
-        "message": status.message,
-        "age": age(object),
-        "parallelism": object.pointer("/spec/job/parallelism").or_else(|| object.pointer("/spec/executor/instances")).cloned().unwrap_or(Value::Null),
-        "tenant": object.pointer("/metadata/labels/beamstack.dev~1tenant").cloned().unwrap_or(Value::Null),
-    })
-}
-
-fn show(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-async fn status(global: &Global, name: &str, watch: bool) -> Result<ExitCode, String> {
-    follow(global, name, watch).await
-}
-
-/// Prints a pipeline's phase; with `watch`, every change until a terminal phase. Exit 1 if it failed.
-async fn follow(global: &Global, name: &str, watch: bool) -> Result<ExitCode, String> {
-    let client = client(global).await?;
-    let namespace = namespace(global);
-    let mut last: Option<(String, String)> = None;
-    loop {
-        let found = kubectl_beam::cluster::find(&client, Some(&namespace), Some(name)).await?;
-        let Some((object, status)) = found.into_iter().next() else {
-            return Err(format!(
-                "no pipeline {name:?} in namespace {namespace} (kubectl beam list shows what runs)"
-            ));
-        };
-        let current = (status.phase.as_str().to_owned(), status.reason.clone());
-        if last.as_ref() != Some(&current) {
-            let row = row(&object, &status);
-            match global.output {
-                Some(Output::Json) => println!("{}", serde_json::to_string(&row).map_err(|e| e.to_string())?),
-                Some(Output::Yaml) => println!("{}---", serde_saphyr::to_string(&row).map_err(|e| e.to_string())?),
-                _ => {
-                    println!(
-                        "{name}\t{}\t{}\t{}",
-                        status.phase,
-                        status.reason,
-                        row["age"].as_str().unwrap_or("-")
-                    );
-                    if let Some(message) = &status.message {
-                        println!("  error: {message}");
-                    }
-                }
-            }
-            last = Some(current);
-        }
-        if !watch || status.phase.is_terminal() {
-            return Ok(if status.phase == kubectl_beam::status::Phase::Failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-async fn list(global: &Global) -> Result<ExitCode, String> {
-    let client = client(global).await?;
-    let namespace = (!global.all_namespaces).then(|| namespace(global));
-    let rows: Vec<Value> = kubectl_beam::cluster::find(&client, namespace.as_deref(), None)
-        .await?
-        .iter()
-        .map(|(object, status)| row(object, status))
-        .collect();
-    match global.output {
-        Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?),
-        Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&rows).map_err(|e| e.to_string())?),
-        Some(Output::Name) => rows.iter().for_each(|row| println!("{}", show(&row["name"]))),
-        _ => {
-            let mut table = comfy_table::Table::new();
-            table.load_style(comfy_table::presets::NOTHING);
-            let mut header = vec!["NAME"];
-            if global.all_namespaces {
-                header.push("NAMESPACE");
-            }
-            header.extend(["RUNNER", "PHASE", "AGE", "PARALLELISM", "TENANT"]);
-            if global.output == Some(Output::Wide) {
-                header.push("REASON");
-            }
-            table.set_header(header);
-            for row in &rows {
-                let mut cells = vec![show(&row["name"])];
-                if global.all_namespaces {
-                    cells.push(show(&row["namespace"]));
-                }
-                cells.extend(["runner", "phase", "age", "parallelism", "tenant"].map(|key| show(&row[key])));
-                if global.output == Some(Output::Wide) {
-                    cells.push(show(&row["reason"]));
-                }
-                table.add_row(cells);
-            }
-            println!("{table}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn delete(global: &Global, name: &str) -> Result<ExitCode, String> {
-    let client = client(global).await?;
-    let deleted = kubectl_beam::cluster::delete(&client, &namespace(global), name).await?;
-    if deleted.is_empty() {
-        return Err(format!("no pipeline {name:?} in namespace {}", namespace(global)));
-    }
-    for object in deleted {
-        println!("{object} deleted");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Prints objects as kubectl would: YAML documents, a JSON List, or kind/name lines.
-pub fn print_objects(objects: &[Value], output: Output) -> Result<(), String> {
-    match output {
-        Output::Json => {
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&list).map_err(|error| error.to_string())?
-            );
-        }
-        Output::Name => {
-            for object in objects {
-                let kind = object["kind"].as_str().unwrap_or("").to_lowercase();
-                let group = object["apiVersion"]
-                    .as_str()
-                    .and_then(|v| v.split_once('/'))
-                    .map(|(group, _)| group)
-                    .unwrap_or("");
-                let qualified = if group.is_empty() {
-                    kind
-                } else {
-                    format!("{kind}.{group}")
-                };
-                println!("{qualified}/{}", object["metadata"]["name"].as_str().unwrap_or(""));
-            }
-        }
-        Output::Yaml | Output::Table | Output::Wide => {
-            let documents: Vec<String> = objects
-                .iter()
-                .map(|object| serde_saphyr::to_string(object).map_err(|error| error.to_string()))
-                .collect::<Result<_, _>>()?;
-            print!("{}", documents.join("---\n"));
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,261 @@
+//! The commands that look at running pipelines: status, list, events, logs, delete.
+
+use super::output::{client, namespace, print_structured, show, table};
+use super::{Global, Output};
+use kubectl_beam::metrics::{self, JobMetrics};
+use kubectl_beam::pods::{self, Role};
+use kubectl_beam::report::{self, StatusReport};
+use kubectl_beam::status::Phase;
+use serde_json::Value;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How often `status -w`, `run --wait` and `delete --wait` look again.
+const POLL: Duration = Duration::from_secs(1);
+
+fn now() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+/// The runner object of a pipeline in the current namespace, or an error that says where to look.
+async fn runner_object(client: &kube::Client, global: &Global, name: &str) -> Result<Value, String> {
+    let namespace = namespace(global);
+    kubectl_beam::cluster::find(client, Some(&namespace), Some(name))
+        .await?
+        .into_iter()
+        .next()
+        .map(|(object, _)| object)
+        .ok_or_else(|| format!("no pipeline {name:?} in namespace {namespace} (kubectl beam list -A shows what runs)"))
+}
+
+/// Everything the status view says of one pipeline, read now.
+async fn read_report(
+    client: &kube::Client,
+    global: &Global,
+    name: &str,
+    prometheus: Option<&str>,
+) -> Result<StatusReport, String> {
+    let object = runner_object(client, global, name).await?;
+    let pods = kubectl_beam::cluster::pods_of(client, &object).await?;
+    let events = kubectl_beam::cluster::events_of(client, &object, &pods).await?;
+    let metrics = match prometheus {
+        // Flink only: the job name is the pipeline's (Beam's --job_name, set by `run`).
+        Some(url) if object["kind"] == "FlinkDeployment" => Some(metrics::fetch(url, name).await?),
+        Some(_) => Some(JobMetrics::default()),
+        None => None,
+    };
+    Ok(report::report(&object, &pods, &events, metrics, now()))
+}
+
+/// Prints a pipeline's status; with `watch`, again at every phase change until a terminal phase. Exit 1 if it failed.
+pub async fn status(global: &Global, name: &str, watch: bool, prometheus: Option<&str>) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let mut last: Option<(String, String)> = None;
+    loop {
+        let report = read_report(&client, global, name, prometheus).await?;
+        let current = (report.phase.clone(), report.reason.clone());
+        if last.as_ref() != Some(&current) {
+            match global.output {
+                // One document per change, so `-w -o json` is a stream a program can read line by line.
+                Some(Output::Json) => println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?),
+                Some(Output::Yaml) => println!("---\n{}", serde_saphyr::to_string(&report).map_err(|e| e.to_string())?),
+                _ if watch && last.is_some() => {
+                    let error = report.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                    println!("{name}\t{}\t{}{error}", report.phase, report.reason);
+                }
+                _ => println!("{}", report::render_text(&report)),
+            }
+            last = Some(current);
+        }
+        let phase = report::phase(&report);
+        if !watch || phase.is_terminal() {
+            return Ok(exit_for(phase));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn exit_for(phase: Phase) -> ExitCode {
+    if phase == Phase::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `run --wait`: a progress line until the job runs, fails or ends.
+pub async fn wait_until_running(global: &Global, name: &str) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let mut last = String::new();
+    loop {
+        let object = runner_object(&client, global, name).await?;
+        let status = kubectl_beam::status::phase_of(&object);
+        let line = format!("{name}: {} ({})", status.phase, status.reason);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        match status.phase {
+            Phase::Running | Phase::Succeeded => return Ok(ExitCode::SUCCESS),
+            Phase::Failed => {
+                eprintln!("error: {}", status.message.unwrap_or_else(|| status.reason.clone()));
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+pub async fn list(global: &Global) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let namespace = (!global.all_namespaces).then(|| namespace(global));
+    let now = now();
+    let reports: Vec<StatusReport> = kubectl_beam::cluster::find(&client, namespace.as_deref(), None)
+        .await?
+        .iter()
+        .map(|(object, _)| report::report(object, &[], &[], None, now))
+        .collect();
+    match global.output {
+        Some(output @ (Output::Json | Output::Yaml)) => {
+            // Only what a list knows: pods, events and metrics are `status NAME`'s.
+            let rows: Vec<Value> = reports
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"name": r.name, "namespace": r.namespace, "kind": r.kind, "runner": r.runner,
+                        "phase": r.phase, "reason": r.reason, "message": r.message, "age": r.age,
+                        "parallelism": r.parallelism, "tenant": r.tenant})
+                })
+                .collect();
+            print_structured(&rows, output)?;
+        }
+        Some(Output::Name) => reports.iter().for_each(|r| println!("{}", r.name)),
+        _ => {
+            let wide = global.output == Some(Output::Wide);
+            let mut header = vec!["NAME"];
+            if global.all_namespaces {
+                header.push("NAMESPACE");
+            }
+            header.extend(["RUNNER", "PHASE", "AGE", "PARALLELISM", "TENANT"]);
+            if wide {
+                header.extend(["KIND", "REASON"]);
+            }
+            let mut table = table(header);
+            for r in &reports {
+                let mut cells = vec![r.name.clone()];
+                if global.all_namespaces {
+                    cells.push(r.namespace.clone());
+                }
+                cells.push(r.runner.clone().unwrap_or_else(|| "-".into()));
+                cells.push(r.phase.clone());
+                cells.push(r.age.clone());
+                cells.push(show(&serde_json::json!(r.parallelism)));
+                cells.push(r.tenant.clone().unwrap_or_else(|| "-".into()));
+                if wide {
+                    cells.push(r.kind.clone());
+                    cells.push(r.reason.clone());
+                }
+                table.add_row(cells);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn events(global: &Global, name: &str) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let object = runner_object(&client, global, name).await?;
+    let pods = kubectl_beam::cluster::pods_of(&client, &object).await?;
+    let mut events = kubectl_beam::cluster::events_of(&client, &object, &pods).await?;
+    let when = |event: &Value| {
+        ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
+            .iter()
+            .find_map(|pointer| event.pointer(pointer).and_then(Value::as_str).filter(|t| !t.is_empty()))
+            .map(str::to_owned)
+    };
+    events.sort_by_key(|event| when(event));
+    match global.output {
+        Some(output @ (Output::Json | Output::Yaml)) => print_structured(&events, output)?,
+        _ => {
+            if events.is_empty() {
+                println!("No events for {name}.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = now();
+            let mut table = table(vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+            for event in &events {
+                table.add_row(vec![
+                    report::age_between(when(event).as_deref(), now),
+                    show(&event["type"]),
+                    show(&event["reason"]),
+                    format!(
+                        "{}/{}",
+                        event["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(),
+                        event["involvedObject"]["name"].as_str().unwrap_or("")
+                    ),
+                    show(&event["message"]),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(
+    global: &Global,
+    name: &str,
+    role: Option<Role>,
+    follow: bool,
+    tail: Option<i64>,
+) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let object = runner_object(&client, global, name).await?;
+    let roles = pods::roles_of(&object);
+    let chosen = match role {
+        Some(role) => roles.iter().find(|candidate| candidate.role == role).ok_or_else(|| {
+            let known: Vec<&str> = roles.iter().map(|r| r.role.as_str()).collect();
+            format!(
+                "{name} is a {} and has no {} pods: its roles are {}",
+                object["kind"].as_str().unwrap_or("?"),
+                role.as_str(),
+                known.join(", ")
+            )
+        })?,
+        // The role whose logs say why a job failed: the JobManager, the driver, the launcher.
+        None => roles
+            .first()
+            .ok_or("this runner object has no pods kubectl beam knows")?,
+    };
+    let shown = kubectl_beam::cluster::logs(&client, &object, chosen, follow, tail).await?;
+    if shown == 0 {
+        return Err(format!(
+            "no {} pods of {name} yet (selector {}): kubectl beam status {name} says what the job is waiting for",
+            chosen.role.as_str(),
+            chosen.selector
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete(global: &Global, name: &str, wait: bool) -> Result<ExitCode, String> {
+    let client = client(global).await?;
+    let namespace = namespace(global);
+    let deleted = kubectl_beam::cluster::delete(&client, &namespace, name).await?;
+    if deleted.is_empty() {
+        return Err(format!("no pipeline {name:?} in namespace {namespace}"));
+    }
+    for object in &deleted {
+        println!("{object} deleted");
+    }
+    if wait {
+        // Foreground deletion: the object stays until its dependents are gone; we wait for the object.
+        while !kubectl_beam::cluster::find(&client, Some(&namespace), Some(name))
+            .await?
+            .is_empty()
+        {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
