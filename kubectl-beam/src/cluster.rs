@@ -147,14 +147,15 @@ pub async fn find(
     Ok(found)
 }
 
-/// Deletes a pipeline's runner object (its ConfigMap goes with it, through the owner reference).
+/// Deletes a pipeline's runner object in the background, as kubectl does; the garbage collector then deletes its
+/// ConfigMap through the owner reference.
 pub async fn delete(client: &Client, namespace: &str, pipeline: &str) -> Result<Vec<String>, String> {
     let mut deleted = Vec::new();
     for (object, _) in find(client, Some(namespace), Some(pipeline)).await? {
         let resource = resource_of(&object)?;
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        api.delete(&name, &DeleteParams::foreground())
+        api.delete(&name, &DeleteParams::background())
             .await
             .map_err(|error| describe(&error))?;
         deleted.push(format!("{}/{name}", resource.kind.to_lowercase()));
@@ -186,7 +187,7 @@ pub async fn session_clusters(client: &Client, namespace: Option<&str>) -> Resul
 pub async fn delete_session_cluster(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
     let resource = runner_resources().remove(0);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    api.delete(name, &DeleteParams::foreground())
+    api.delete(name, &DeleteParams::background())
         .await
         .map(|_| ())
         .map_err(|error| describe(&error))

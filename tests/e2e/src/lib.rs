@@ -1,0 +1,166 @@
+//! Helpers for the end-to-end scenarios: the real kubectl and the real plugin against the cluster that
+//! `scripts/e2e-cluster.sh up` started (its kubeconfig is `.e2e/kubeconfig`).
+//!
+//! Without that cluster the scenarios skip, saying so, unless BEAMSTACK_E2E=1 (as `scripts/test.sh` sets), where a
+//! missing cluster is a failure.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn kubeconfig() -> PathBuf {
+    root().join(".e2e/kubeconfig")
+}
+
+/// Is the cluster up? Panics when it must be (BEAMSTACK_E2E=1) and is not.
+pub fn cluster_up() -> bool {
+    if kubeconfig().exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("BEAMSTACK_E2E").is_none(),
+        "BEAMSTACK_E2E is set but no cluster runs: bash scripts/e2e-cluster.sh up"
+    );
+    eprintln!("skipped: no end-to-end cluster (bash scripts/e2e-tools.sh && bash scripts/e2e-cluster.sh up)");
+    false
+}
+
+/// Skips the scenario when no cluster runs (see `cluster_up`).
+#[macro_export]
+macro_rules! require_cluster {
+    () => {
+        if !$crate::cluster_up() {
+            return;
+        }
+    };
+}
+
+/// Scenarios share one webhook: most only need it up (read), the ones that stop it take it whole (write).
+static WEBHOOK: RwLock<()> = RwLock::new(());
+
+pub fn webhook_shared() -> RwLockReadGuard<'static, ()> {
+    WEBHOOK.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn webhook_exclusive() -> RwLockWriteGuard<'static, ()> {
+    WEBHOOK.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The result of a command, as text.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            ok: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+fn command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.env("KUBECONFIG", kubeconfig()).current_dir(root());
+    // The plugin's user config must not come from the machine running the tests.
+    command.env("BEAMSTACK_CONFIG", root().join(".e2e/no-user-config.yaml"));
+    command
+}
+
+pub fn kubectl_path() -> PathBuf {
+    root().join(".tools/bin/kubectl")
+}
+
+pub fn kubectl(args: &[&str]) -> Run {
+    command(&kubectl_path()).args(args).output().unwrap().into()
+}
+
+/// kubectl with a document on stdin.
+pub fn kubectl_stdin(args: &[&str], input: &str) -> Run {
+    let mut child = command(&kubectl_path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap().into()
+}
+
+pub fn apply(input: &str) -> Run {
+    kubectl_stdin(&["apply", "-f", "-"], input)
+}
+
+pub fn plugin_path() -> PathBuf {
+    root().join("target/debug/kubectl-beam")
+}
+
+pub fn beam(args: &[&str]) -> Run {
+    command(&plugin_path()).args(args).output().unwrap().into()
+}
+
+/// A running plugin command (for `status -w`).
+pub fn beam_spawn(args: &[&str]) -> std::process::Child {
+    command(&plugin_path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// An object as the API server stores it.
+pub fn get(kind: &str, namespace: &str, name: &str) -> Value {
+    let run = kubectl(&["get", kind, name, "-n", namespace, "-o", "json"]);
+    assert!(run.ok, "kubectl get {kind} {name}: {}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+/// A fresh namespace for one scenario, with labels; deleted first if a previous run left it.
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> String {
+    let _ = kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=false"]);
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
+    let run = apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{{}}}\n",
+        labels.join(", ")
+    ));
+    assert!(run.ok, "namespace {name}: {}", run.stderr);
+    name.to_owned()
+}
+
+/// A file of the repository, as text.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap()
+}
+
+/// A fixture moved to another namespace (fixtures name team-a).
+pub fn in_namespace(yaml: &str, namespace: &str) -> String {
+    yaml.replace("namespace: team-a", &format!("namespace: {namespace}"))
+}
+
+/// Runs a script of the repository (the cluster harness).
+pub fn script(args: &[&str]) -> Run {
+    Command::new("bash")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+        .into()
+}

@@ -1,0 +1,460 @@
+//! The end-to-end scenarios: real kubectl and the real plugin against a real kube-apiserver and etcd, which call the
+//! real beam-webhook through the Helm chart's webhook configurations (scripts/e2e-cluster.sh).
+//!
+//! What is played: no kubelet or operator runs here, so pods never start and the operators' status changes are
+//! written by the test through the status subresource, in the order the operators write them.
+
+use e2e::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+const FLINK_PIPELINE: &str = "policies/tests/resources/flink-pipeline.yaml";
+const SPARK_PIPELINE: &str = "policies/tests/resources/spark-pipeline.yaml";
+
+/// 1. Plain `kubectl apply`: the stored objects carry the defaults and the harness; applying again changes nothing.
+#[test]
+fn apply_stores_defaults_and_the_harness_and_is_idempotent() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-apply", &[("team", "a")]);
+    for (file, kind, name) in [
+        (FLINK_PIPELINE, "flinkdeployment", "wordcount"),
+        (SPARK_PIPELINE, "sparkapplication", "wordcount-spark"),
+    ] {
+        let run = apply(&in_namespace(&fixture(file), &ns));
+        assert!(run.ok, "{file}: {}", run.stderr);
+        let stored = get(kind, &ns, name);
+        let annotations = &stored["metadata"]["annotations"];
+        assert!(annotations["beamstack.dev/mutated-by"].is_string(), "{stored:#}");
+        let containers = match kind {
+            "flinkdeployment" => stored.pointer("/spec/taskManager/podTemplate/spec/containers").cloned(),
+            _ => stored.pointer("/spec/executor/sidecars").cloned(),
+        };
+        let names: Vec<String> = containers
+            .and_then(|c| c.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "beam-worker-pool"),
+            "{kind}: no harness in {names:?}"
+        );
+        let version = stored["metadata"]["resourceVersion"].clone();
+
+        let again = apply(&in_namespace(&fixture(file), &ns));
+        assert!(again.ok, "{}", again.stderr);
+        assert!(again.stdout.contains("unchanged"), "second apply: {}", again.stdout);
+        assert_eq!(
+            get(kind, &ns, name)["metadata"]["resourceVersion"],
+            version,
+            "{kind} was rewritten"
+        );
+    }
+    // Defaults only (no Beam annotation): the operator's basic example gets the service account, no sidecar.
+    let run = apply(&in_namespace(
+        &fixture("tests/fixtures/objects/flink-plain.yaml")
+            .replace("  namespace: team-a", "  namespace: team-a\n  labels: {team: a}"),
+        &ns,
+    ));
+    assert!(run.ok, "{}", run.stderr);
+    let plain = get("flinkdeployment", &ns, "basic-example");
+    assert_eq!(plain["spec"]["serviceAccount"], "flink");
+    assert!(plain.pointer("/spec/taskManager/podTemplate").is_none(), "{plain:#}");
+}
+
+/// 2. Built-in rules and policies together: one denial listing every violation.
+#[test]
+fn one_denial_lists_every_violation() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-deny", &[]);
+    // No team label (policy), upgradeMode savepoint without directories (built-in), zero TaskManagers (built-in).
+    let broken = in_namespace(&fixture(FLINK_PIPELINE), &ns)
+        .replace("  labels:\n    team: a\n", "")
+        .replace("upgradeMode: stateless", "upgradeMode: savepoint")
+        .replace("    replicas: 2\n", "    replicas: 0\n");
+    let run = apply(&broken);
+    assert!(!run.ok, "{}", run.stdout);
+    let message = &run.stderr;
+    assert!(message.contains("denied the request"), "{message}");
+    assert!(
+        message.contains("metadata.labels"),
+        "policy violation missing: {message}"
+    );
+    assert!(
+        message.contains("savepoint"),
+        "upgrade-mode violation missing: {message}"
+    );
+    assert!(message.contains("replicas"), "replicas violation missing: {message}");
+    assert!(
+        !kubectl(&["get", "flinkdeployment", "wordcount", "-n", &ns]).ok,
+        "a denied object was stored"
+    );
+}
+
+/// 3. A Warn policy (made in the cluster, picked up by the webhook's watch): kubectl prints it, the object is stored.
+#[test]
+fn a_warn_policy_warns_and_stores() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-warn", &[("e2e-warn", "yes")]);
+    let policy = "apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata:\n  name: e2e-parallelism-warning\n\
+spec:\n  action: Warn\n  match:\n    namespaceSelector:\n      matchLabels: {e2e-warn: \"yes\"}\n  validations:\n\
+    - expression: \"object.spec.job.parallelism <= 1\"\n      message: parallelism above 1 costs more slots\n";
+    let run = apply(policy);
+    assert!(run.ok, "{}", run.stderr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns));
+        assert!(run.ok, "{}", run.stderr);
+        if run.stderr.contains("Warning: parallelism above 1 costs more slots") {
+            break;
+        }
+        // The webhook learns of the new policy through its watch: give it a moment.
+        assert!(Instant::now() < deadline, "no warning printed: {}", run.stderr);
+        let _ = kubectl(&["delete", "flinkdeployment", "wordcount", "-n", &ns]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(kubectl(&["get", "flinkdeployment", "wordcount", "-n", &ns]).ok);
+    let _ = kubectl(&["delete", "runnerpolicy", "e2e-parallelism-warning"]);
+}
+
+/// 4. A tenant budget: jobs until it is full, then a refusal with usage, demand and budget; deleting frees room; an
+/// UPDATE that grows a job is judged on the difference.
+#[test]
+fn tenant_budget_fills_refuses_and_frees() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-tenant", &[]);
+    let tenant = format!(
+        "apiVersion: beamstack.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: e2e-team\nspec:\n  namespaces: [{ns}]\n  \
+budget: {{cpu: \"9\"}}\n"
+    );
+    assert!(apply(&tenant).ok);
+    // Each job asks for 4 cpu (1 JobManager + 2 TaskManagers with the harness, see the fixture).
+    let job = |name: &str| {
+        in_namespace(&fixture(FLINK_PIPELINE), &ns).replace("name: wordcount\n", &format!("name: {name}\n"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The webhook sees the new Tenant through its watch; until then the namespace has no tenant.
+    loop {
+        assert!(apply(&job("job-1")).ok);
+        let run = apply(&job("job-probe").replace("replicas: 2", "replicas: 8"));
+        if !run.ok && run.stderr.contains("tenant e2e-team") {
+            break;
+        }
+        let _ = kubectl(&["delete", "flinkdeployment", "job-probe", "-n", &ns]);
+        assert!(Instant::now() < deadline, "the tenant never applied: {}", run.stderr);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(apply(&job("job-2")).ok, "8 of 9 cpu should fit");
+    let refused = apply(&job("job-3"));
+    assert!(!refused.ok);
+    assert!(
+        refused
+            .stderr
+            .contains("tenant e2e-team would use 12 cpu: it runs 8, this job asks for 4, the budget is 9"),
+        "{}",
+        refused.stderr
+    );
+    assert!(kubectl(&["delete", "flinkdeployment", "job-2", "-n", &ns]).ok);
+    // The webhook's ledger follows the delete through its watch.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !apply(&job("job-3")).ok {
+        assert!(Instant::now() < deadline, "deleting job-2 freed no room");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // 8 of 9 used: growing job-3 by one TaskManager (+1.5 cpu) is judged on the difference and refused...
+    let grown = apply(&job("job-3").replace("replicas: 2", "replicas: 3"));
+    assert!(!grown.ok);
+    assert!(grown.stderr.contains("would use 9.5 cpu"), "{}", grown.stderr);
+    // ...while an update that changes no demand passes.
+    assert!(apply(&job("job-3").replace("parallelism: 2", "parallelism: 1")).ok);
+    let _ = kubectl(&["delete", "tenant", "e2e-team"]);
+}
+
+/// 5. `kubectl beam run`: ConfigMap and runner CR created, the harness injected by the webhook; a second run
+/// updates; `--dry-run=server` stores nothing.
+#[test]
+fn beam_run_creates_updates_and_server_dry_runs() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-run", &[]);
+    let pipeline = "examples/beam/wordcount_minimal.yaml";
+    let dry = beam(&["run", pipeline, "-n", &ns, "--dry-run=server"]);
+    assert!(dry.ok, "{}", dry.stderr);
+    assert!(dry.stdout.contains("(server dry run)"), "{}", dry.stdout);
+    assert!(
+        !kubectl(&["get", "flinkdeployment", "wordcount-minimal", "-n", &ns]).ok,
+        "dry run stored it"
+    );
+
+    let run = beam(&["run", pipeline, "-n", &ns]);
+    assert!(run.ok, "{}", run.stderr);
+    let deployment = get("flinkdeployment", &ns, "wordcount-minimal");
+    let config_map = get("configmap", &ns, "wordcount-minimal-pipeline");
+    assert!(
+        config_map["data"]["pipeline.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("ReadFromText")
+    );
+    assert_eq!(
+        config_map["metadata"]["ownerReferences"][0]["name"],
+        "wordcount-minimal"
+    );
+    let containers = deployment
+        .pointer("/spec/taskManager/podTemplate/spec/containers")
+        .unwrap();
+    assert!(
+        containers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "beam-worker-pool"),
+        "{deployment:#}"
+    );
+    assert_eq!(
+        deployment["metadata"]["labels"]["beamstack.dev/pipeline"],
+        "wordcount-minimal"
+    );
+
+    let again = beam(&["run", pipeline, "-n", &ns, "--parallelism", "3"]);
+    assert!(again.ok, "{}", again.stderr);
+    let updated = get("flinkdeployment", &ns, "wordcount-minimal");
+    assert_eq!(
+        updated["metadata"]["uid"], deployment["metadata"]["uid"],
+        "a second run must update, not recreate"
+    );
+    assert_eq!(updated["spec"]["job"]["parallelism"], 3);
+    let listed = kubectl(&["get", "flinkdeployments", "-n", &ns, "-o", "name"]);
+    assert_eq!(listed.stdout.lines().count(), 1, "{}", listed.stdout);
+}
+
+fn patch_status(ns: &str, kind: &str, name: &str, status: &str) {
+    let run = kubectl(&[
+        "patch",
+        kind,
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!("{{\"status\": {status}}}"),
+    ]);
+    assert!(run.ok, "status patch: {}", run.stderr);
+}
+
+/// 6. Status: the test plays the Flink operator; `status -w` shows each phase and exits at the end; `list`,
+/// `events`, `delete --wait` work.
+#[test]
+fn status_follows_the_operator_and_list_events_delete_work() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-status", &[]);
+    let run = beam(&["run", "examples/beam/wordcount_minimal.yaml", "-n", &ns, "--name", "wc"]);
+    assert!(run.ok, "{}", run.stderr);
+
+    let mut watcher = beam_spawn(&["status", "wc", "-n", &ns, "-w", "-o", "json"]);
+    let stdout = watcher.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(report) = serde_json::from_str(&line) {
+                let _ = sender.send(report);
+            }
+        }
+    });
+    let next = || {
+        receiver
+            .recv_timeout(Duration::from_secs(15))
+            .expect("status -w printed nothing new")
+    };
+    assert_eq!(next()["phase"], "Pending");
+    // The operator's sequence for an application cluster, then a failure with its message.
+    patch_status(
+        &ns,
+        "flinkdeployment",
+        "wc",
+        r#"{"lifecycleState": "DEPLOYED", "jobManagerDeploymentStatus": "DEPLOYING", "jobStatus": {"state": "CREATED"}}"#,
+    );
+    assert_eq!(next()["phase"], "Submitting");
+    patch_status(
+        &ns,
+        "flinkdeployment",
+        "wc",
+        r#"{"lifecycleState": "STABLE", "jobManagerDeploymentStatus": "READY", "jobStatus": {"state": "RUNNING"}}"#,
+    );
+    let running = next();
+    assert_eq!(running["phase"], "Running");
+    assert_eq!(running["ui"], format!("http://wc-rest.{ns}.svc:8081"));
+
+    // A Warning event about the job, as the operator would record it.
+    let event = format!(
+        "apiVersion: v1\nkind: Event\nmetadata: {{name: wc.e2e, namespace: {ns}}}\ninvolvedObject: {{apiVersion: flink.apache.org/v1beta1, kind: FlinkDeployment, name: wc, namespace: {ns}}}\n\
+reason: JobException\nmessage: \"java.lang.OutOfMemoryError: Java heap space\"\ntype: Warning\ncount: 2\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\nsource: {{component: flink-kubernetes-operator}}\n"
+    );
+    let created = apply(&event);
+    assert!(created.ok, "{}", created.stderr);
+    patch_status(
+        &ns,
+        "flinkdeployment",
+        "wc",
+        r#"{"lifecycleState": "FAILED", "jobManagerDeploymentStatus": "ERROR", "jobStatus": {"state": "FAILED"}, "error": "java.lang.OutOfMemoryError: Java heap space"}"#,
+    );
+    let failed = next();
+    assert_eq!(failed["phase"], "Failed");
+    assert_eq!(failed["message"], "java.lang.OutOfMemoryError: Java heap space");
+    assert_eq!(failed["warnings"][0]["reason"], "JobException", "{failed:#}");
+    let status = watcher.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "status -w exits 1 on a failed job");
+
+    let text = beam(&["status", "wc", "-n", &ns]);
+    assert!(text.stdout.contains("Phase:        Failed"), "{}", text.stdout);
+    assert!(text.stdout.contains("JobException"), "{}", text.stdout);
+
+    let list = beam(&["list", "-n", &ns]);
+    assert!(list.ok, "{}", list.stderr);
+    let row = list
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("wc "))
+        .unwrap_or_else(|| panic!("{}", list.stdout));
+    assert!(row.contains("flink") && row.contains("Failed"), "{row}");
+
+    let events = beam(&["events", "wc", "-n", &ns]);
+    assert!(events.ok, "{}", events.stderr);
+    assert!(events.stdout.contains("OutOfMemoryError"), "{}", events.stdout);
+
+    let delete = beam(&["delete", "wc", "-n", &ns, "--wait"]);
+    assert!(delete.ok, "{}", delete.stderr);
+    assert!(!kubectl(&["get", "flinkdeployment", "wc", "-n", &ns]).ok);
+    let gone = beam(&["status", "wc", "-n", &ns]);
+    assert!(
+        !gone.ok && gone.stderr.contains("no pipeline \"wc\""),
+        "{}",
+        gone.stderr
+    );
+}
+
+/// 7. A RunnerPolicy with a CEL syntax error is refused by the API server, through our webhook, with the position.
+#[test]
+fn a_broken_policy_is_refused_with_its_position() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let policy = "apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata:\n  name: e2e-broken\nspec:\n  \
+validations:\n    - expression: \"object.spec.job.parallelism <= \"\n      message: broken\n";
+    let run = apply(policy);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(run.stderr.contains("denied the request"), "{}", run.stderr);
+    assert!(run.stderr.contains("spec.validations[0].expression"), "{}", run.stderr);
+    assert!(run.stderr.contains("column"), "no position: {}", run.stderr);
+}
+
+/// 8 and 10. With the webhook stopped, failurePolicy Fail refuses runner CRs with a clear message, other kinds are
+/// unaffected, excluded namespaces are never blocked, and `kubectl beam doctor` names the fault; healthy, it passes;
+/// with a wrong caBundle, it says so.
+#[test]
+fn webhook_down_and_doctor() {
+    require_cluster!();
+    let _webhook = webhook_exclusive();
+    let ns = namespace("e2e-down", &[("team", "a")]);
+    let doctor = beam(&["doctor", "-n", &ns, "--prometheus", "http://127.0.0.1:1"]);
+    // Healthy except the Prometheus we pointed nowhere (the monitoring scenario checks a real one).
+    assert!(doctor.stdout.contains("API server"), "{}", doctor.stdout);
+    let failing: Vec<&str> = doctor.stdout.lines().filter(|line| line.contains("FAIL")).collect();
+    assert!(
+        failing.iter().all(|line| line.contains("Prometheus")),
+        "unexpected failures:\n{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains("reachable; its serving certificate is valid"),
+        "{}",
+        doctor.stdout
+    );
+
+    let stopped = script(&["scripts/e2e-cluster.sh", "webhook-stop"]);
+    assert!(stopped.ok, "{}", stopped.stderr);
+    let refused = apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns));
+    assert!(!refused.ok, "a runner CR got through with the webhook down");
+    assert!(
+        refused
+            .stderr
+            .contains("failed calling webhook \"runners.mutate.beamstack.dev\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("connection refused"), "{}", refused.stderr);
+    let config_map = kubectl(&["create", "configmap", "unaffected", "-n", &ns, "--from-literal=a=b"]);
+    assert!(
+        config_map.ok,
+        "other kinds must not depend on the webhook: {}",
+        config_map.stderr
+    );
+    // kube-system and the webhook's own namespace are excluded by the chart's namespaceSelector.
+    for excluded in ["kube-system", "beamstack"] {
+        let run = apply(&in_namespace(&fixture(FLINK_PIPELINE), excluded));
+        assert!(run.ok, "{excluded} was blocked: {}", run.stderr);
+        let _ = kubectl(&["delete", "flinkdeployment", "wordcount", "-n", excluded]);
+    }
+    let doctor = beam(&["doctor", "-n", &ns]);
+    assert!(!doctor.ok);
+    assert!(
+        doctor.stdout.contains("cannot connect to 127.0.0.1"),
+        "{}",
+        doctor.stdout
+    );
+
+    let started = script(&["scripts/e2e-cluster.sh", "webhook-start"]);
+    assert!(started.ok, "{}", started.stderr);
+    assert!(apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns)).ok);
+
+    // A caBundle from another CA: the API server cannot trust the webhook, and doctor says which check broke.
+    let other_ca = tempdir_certs();
+    let original = kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        "beamstack",
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+    ])
+    .stdout;
+    let patch = |bundle: &str| {
+        kubectl(&[
+            "patch",
+            "validatingwebhookconfiguration",
+            "beamstack",
+            "--type=json",
+            "-p",
+            &format!(
+                "[{{\"op\": \"replace\", \"path\": \"/webhooks/0/clientConfig/caBundle\", \"value\": \"{bundle}\"}}]"
+            ),
+        ])
+    };
+    assert!(patch(&other_ca).ok);
+    let doctor = beam(&["doctor", "-n", &ns]);
+    assert!(!doctor.ok);
+    assert!(doctor.stdout.contains("TLS handshake"), "{}", doctor.stdout);
+    assert!(patch(&original).ok);
+}
+
+/// A base64 CA certificate that did not sign the webhook's.
+fn tempdir_certs() -> String {
+    let dir = root().join(".e2e/other-ca");
+    let run = std::process::Command::new(root().join("target/debug/beam-webhook"))
+        .args(["certs", "--out", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let pem = std::fs::read(dir.join("ca.crt")).unwrap();
+    let run = std::process::Command::new("base64")
+        .args(["-w0", dir.join("ca.crt").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!pem.is_empty());
+    String::from_utf8(run.stdout).unwrap()
+}
