@@ -182,6 +182,9 @@ struct ClusterArgs {
     service_account: Option<String>,
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     dry_run: DryRun,
+    /// Labels for the cluster's FlinkDeployment, key=value (comma-separated or repeated).
+    #[arg(short = 'l', long = "labels", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
 }
 
 /// The versions a run or a cluster uses, resolved against the version table.
@@ -285,6 +288,9 @@ struct RunArgs {
     /// Follow the job until it runs or fails.
     #[arg(long)]
     wait: bool,
+    /// Labels for the job's objects, key=value (comma-separated or repeated), such as the team label policies read.
+    #[arg(short = 'l', long = "labels", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -448,6 +454,7 @@ fn settings(
             .map(|(k, v)| (k.clone(), Value::from(v.clone())))
             .collect();
     }
+    settings.labels = convert::parse_labels(&args.labels)?;
     if settings.session.is_some() && settings.runner != Runner::Flink {
         return Err("--session is for the Flink runner".into());
     }
@@ -530,6 +537,7 @@ fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String>
                 task_manager_memory: args.task_manager_memory.clone(),
                 job_manager_memory: args.job_manager_memory.clone(),
                 service_account: args.service_account.clone(),
+                labels: convert::parse_labels(&args.labels)?,
             };
             let object = convert::session_cluster(&settings);
             if args.dry_run == DryRun::Client {

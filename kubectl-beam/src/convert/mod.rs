@@ -75,6 +75,8 @@ pub struct RunSettings {
     /// `--beam_services`: expansion-service target -> host:port, for Java-backed transforms.
     pub beam_services: Map<String, Value>,
     pub task_slots: u32,
+    /// The user's labels (`-l team=a`), under ours: a team label is what policies and tenants read.
+    pub labels: Map<String, Value>,
 }
 
 impl RunSettings {
@@ -96,6 +98,7 @@ impl RunSettings {
             service_account: None,
             beam_services: Map::new(),
             task_slots: 1,
+            labels: Map::new(),
         }
     }
 }
@@ -206,12 +209,45 @@ fn launcher_args(options: &[(String, String)]) -> Vec<String> {
 }
 
 fn labels(settings: &RunSettings) -> Value {
-    json!({
-        LABEL_PIPELINE: settings.name,
-        LABEL_RUNNER: settings.runner.as_str(),
-        "app.kubernetes.io/name": settings.name,
-        "app.kubernetes.io/managed-by": FIELD_MANAGER,
-    })
+    with_user_labels(
+        &settings.labels,
+        json!({
+            LABEL_PIPELINE: settings.name,
+            LABEL_RUNNER: settings.runner.as_str(),
+            "app.kubernetes.io/name": settings.name,
+            "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        }),
+    )
+}
+
+/// The user's labels first, ours over them: `list` and `status` find jobs by ours.
+fn with_user_labels(user: &Map<String, Value>, ours: Value) -> Value {
+    let mut labels = user.clone();
+    if let Value::Object(ours) = ours {
+        labels.extend(ours);
+    }
+    Value::Object(labels)
+}
+
+/// Parses `-l key=value[,key=value]` as kubectl run does, checking names and values the way the API server will.
+pub fn parse_labels(assignments: &[String]) -> Result<Map<String, Value>, String> {
+    let name = regex::Regex::new(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+        .expect("label name pattern");
+    let value = regex::Regex::new(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$").expect("label value pattern");
+    let mut labels = Map::new();
+    for assignment in assignments.iter().flat_map(|text| text.split(',')) {
+        let (key, text) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("-l {assignment:?}: labels are key=value"))?;
+        if !name.is_match(key) || !value.is_match(text) {
+            return Err(format!(
+                "-l {assignment:?}: not a valid Kubernetes label (names and values: up to 63 letters, digits, '-', \
+                 '_' or '.', starting and ending with a letter or digit)"
+            ));
+        }
+        labels.insert(key.to_owned(), Value::from(text));
+    }
+    Ok(labels)
 }
 
 /// The annotations that make the webhook inject the matching SDK harness.
@@ -485,6 +521,7 @@ pub struct ClusterSettings {
     pub task_manager_memory: String,
     pub job_manager_memory: String,
     pub service_account: Option<String>,
+    pub labels: Map<String, Value>,
 }
 
 pub const LABEL_SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
@@ -503,12 +540,15 @@ pub fn session_cluster(settings: &ClusterSettings) -> Value {
             "resource": {"cpu": settings.task_manager_cpu, "memory": settings.task_manager_memory},
         },
     });
-    let labels = json!({
-        LABEL_SESSION_CLUSTER: settings.name,
-        LABEL_RUNNER: "flink",
-        "app.kubernetes.io/name": settings.name,
-        "app.kubernetes.io/managed-by": FIELD_MANAGER,
-    });
+    let labels = with_user_labels(
+        &settings.labels,
+        json!({
+            LABEL_SESSION_CLUSTER: settings.name,
+            LABEL_RUNNER: "flink",
+            "app.kubernetes.io/name": settings.name,
+            "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        }),
+    );
     let annotations = json!({
         "beamstack.dev/beam-sdk": "python",
         "beamstack.dev/beam-version": versions.beam,
@@ -522,4 +562,30 @@ pub fn session_cluster(settings: &ClusterSettings) -> Value {
         spec,
         settings.service_account.as_deref(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_checked_like_the_api_server_does() {
+        let labels = parse_labels(&["team=a,beamstack.dev/tenant=team-a".into(), "cost-center=".into()]).unwrap();
+        assert_eq!(labels["team"], "a");
+        assert_eq!(labels["beamstack.dev/tenant"], "team-a");
+        assert_eq!(labels["cost-center"], "");
+        assert!(parse_labels(&["team".into()]).unwrap_err().contains("key=value"));
+        assert!(
+            parse_labels(&["team=a b".into()])
+                .unwrap_err()
+                .contains("not a valid Kubernetes label")
+        );
+        assert!(parse_labels(&["-team=a".into()]).is_err());
+        // Ours win over the user's: list and status find jobs by them.
+        let merged = with_user_labels(
+            &parse_labels(&["beamstack.dev/pipeline=x".into()]).unwrap(),
+            json!({"beamstack.dev/pipeline": "wc"}),
+        );
+        assert_eq!(merged["beamstack.dev/pipeline"], "wc");
+    }
 }

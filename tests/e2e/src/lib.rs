@@ -133,16 +133,17 @@ pub fn get(kind: &str, namespace: &str, name: &str) -> Value {
     serde_json::from_str(&run.stdout).unwrap()
 }
 
-/// A fresh namespace for one scenario, with labels; deleted first if a previous run left it.
-pub fn namespace(name: &str, labels: &[(&str, &str)]) -> String {
-    let _ = kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait=false"]);
+/// A fresh namespace for one scenario, with labels. Its name carries the test process's id: namespaces of an earlier
+/// run against the same cluster may still be terminating.
+pub fn namespace(prefix: &str, labels: &[(&str, &str)]) -> String {
+    let name = format!("{prefix}-{}", std::process::id());
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
     let run = apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{{}}}\n",
         labels.join(", ")
     ));
     assert!(run.ok, "namespace {name}: {}", run.stderr);
-    name.to_owned()
+    name
 }
 
 /// A file of the repository, as text.

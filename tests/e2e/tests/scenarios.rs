@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const FLINK_PIPELINE: &str = "policies/tests/resources/flink-pipeline.yaml";
 const SPARK_PIPELINE: &str = "policies/tests/resources/spark-pipeline.yaml";
 
-/// 1. Plain `kubectl apply`: the stored objects carry the defaults and the harness; applying again changes nothing.
+/// Scenario 1: Plain `kubectl apply`: the stored objects carry the defaults and the harness; applying again changes nothing.
 #[test]
 fn apply_stores_defaults_and_the_harness_and_is_idempotent() {
     require_cluster!();
@@ -64,7 +64,7 @@ fn apply_stores_defaults_and_the_harness_and_is_idempotent() {
     assert!(plain.pointer("/spec/taskManager/podTemplate").is_none(), "{plain:#}");
 }
 
-/// 2. Built-in rules and policies together: one denial listing every violation.
+/// Scenario 2: Built-in rules and policies together: one denial listing every violation.
 #[test]
 fn one_denial_lists_every_violation() {
     require_cluster!();
@@ -94,22 +94,36 @@ fn one_denial_lists_every_violation() {
     );
 }
 
-/// 3. A Warn policy (made in the cluster, picked up by the webhook's watch): kubectl prints it, the object is stored.
+/// Scenario 3: A Warn policy (made in the cluster, picked up by the webhook's watch): kubectl prints it, the object is stored.
 #[test]
 fn a_warn_policy_warns_and_stores() {
     require_cluster!();
     let _webhook = webhook_shared();
     let ns = namespace("e2e-warn", &[("e2e-warn", "yes")]);
-    let policy = "apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata:\n  name: e2e-parallelism-warning\n\
-spec:\n  action: Warn\n  match:\n    namespaceSelector:\n      matchLabels: {e2e-warn: \"yes\"}\n  validations:\n\
-    - expression: \"object.spec.job.parallelism <= 1\"\n      message: parallelism above 1 costs more slots\n";
+    let policy = r#"
+apiVersion: beamstack.dev/v1alpha1
+kind: RunnerPolicy
+metadata:
+  name: e2e-parallelism-warning
+spec:
+  action: Warn
+  match:
+    namespaceSelector:
+      matchLabels: {e2e-warn: "yes"}
+  validations:
+    - expression: "object.spec.job.parallelism <= 1"
+      message: parallelism above 1 costs more slots
+"#;
     let run = apply(policy);
     assert!(run.ok, "{}", run.stderr);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let run = apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns));
         assert!(run.ok, "{}", run.stderr);
-        if run.stderr.contains("Warning: parallelism above 1 costs more slots") {
+        if run
+            .stderr
+            .contains("Warning: e2e-parallelism-warning: parallelism above 1 costs more slots")
+        {
             break;
         }
         // The webhook learns of the new policy through its watch: give it a moment.
@@ -121,7 +135,7 @@ spec:\n  action: Warn\n  match:\n    namespaceSelector:\n      matchLabels: {e2e
     let _ = kubectl(&["delete", "runnerpolicy", "e2e-parallelism-warning"]);
 }
 
-/// 4. A tenant budget: jobs until it is full, then a refusal with usage, demand and budget; deleting frees room; an
+/// Scenario 4: A tenant budget: jobs until it is full, then a refusal with usage, demand and budget; deleting frees room; an
 /// UPDATE that grows a job is judged on the difference.
 #[test]
 fn tenant_budget_fills_refuses_and_frees() {
@@ -129,8 +143,15 @@ fn tenant_budget_fills_refuses_and_frees() {
     let _webhook = webhook_shared();
     let ns = namespace("e2e-tenant", &[]);
     let tenant = format!(
-        "apiVersion: beamstack.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: e2e-team\nspec:\n  namespaces: [{ns}]\n  \
-budget: {{cpu: \"9\"}}\n"
+        r#"
+apiVersion: beamstack.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: e2e-team
+spec:
+  namespaces: [{ns}]
+  budget: {{cpu: "9"}}
+"#
     );
     assert!(apply(&tenant).ok);
     // Each job asks for 4 cpu (1 JobManager + 2 TaskManagers with the harness, see the fixture).
@@ -169,13 +190,20 @@ budget: {{cpu: \"9\"}}\n"
     // 8 of 9 used: growing job-3 by one TaskManager (+1.5 cpu) is judged on the difference and refused...
     let grown = apply(&job("job-3").replace("replicas: 2", "replicas: 3"));
     assert!(!grown.ok);
-    assert!(grown.stderr.contains("would use 9.5 cpu"), "{}", grown.stderr);
+    // Kubernetes' canonical form of 9.5 cpu is 9500m; the old job's 4 cpu are counted out.
+    assert!(
+        grown
+            .stderr
+            .contains("would use 9500m cpu: it runs 4, this job asks for 5500m"),
+        "{}",
+        grown.stderr
+    );
     // ...while an update that changes no demand passes.
     assert!(apply(&job("job-3").replace("parallelism: 2", "parallelism: 1")).ok);
     let _ = kubectl(&["delete", "tenant", "e2e-team"]);
 }
 
-/// 5. `kubectl beam run`: ConfigMap and runner CR created, the harness injected by the webhook; a second run
+/// Scenario 5: `kubectl beam run`: ConfigMap and runner CR created, the harness injected by the webhook; a second run
 /// updates; `--dry-run=server` stores nothing.
 #[test]
 fn beam_run_creates_updates_and_server_dry_runs() {
@@ -183,7 +211,7 @@ fn beam_run_creates_updates_and_server_dry_runs() {
     let _webhook = webhook_shared();
     let ns = namespace("e2e-run", &[]);
     let pipeline = "examples/beam/wordcount_minimal.yaml";
-    let dry = beam(&["run", pipeline, "-n", &ns, "--dry-run=server"]);
+    let dry = beam(&["run", pipeline, "-n", &ns, "-l", "team=a", "--dry-run=server"]);
     assert!(dry.ok, "{}", dry.stderr);
     assert!(dry.stdout.contains("(server dry run)"), "{}", dry.stdout);
     assert!(
@@ -191,7 +219,7 @@ fn beam_run_creates_updates_and_server_dry_runs() {
         "dry run stored it"
     );
 
-    let run = beam(&["run", pipeline, "-n", &ns]);
+    let run = beam(&["run", pipeline, "-n", &ns, "-l", "team=a"]);
     assert!(run.ok, "{}", run.stderr);
     let deployment = get("flinkdeployment", &ns, "wordcount-minimal");
     let config_map = get("configmap", &ns, "wordcount-minimal-pipeline");
@@ -221,7 +249,7 @@ fn beam_run_creates_updates_and_server_dry_runs() {
         "wordcount-minimal"
     );
 
-    let again = beam(&["run", pipeline, "-n", &ns, "--parallelism", "3"]);
+    let again = beam(&["run", pipeline, "-n", &ns, "-l", "team=a", "--parallelism", "3"]);
     assert!(again.ok, "{}", again.stderr);
     let updated = get("flinkdeployment", &ns, "wordcount-minimal");
     assert_eq!(
@@ -248,14 +276,23 @@ fn patch_status(ns: &str, kind: &str, name: &str, status: &str) {
     assert!(run.ok, "status patch: {}", run.stderr);
 }
 
-/// 6. Status: the test plays the Flink operator; `status -w` shows each phase and exits at the end; `list`,
+/// Scenario 6: Status: the test plays the Flink operator; `status -w` shows each phase and exits at the end; `list`,
 /// `events`, `delete --wait` work.
 #[test]
 fn status_follows_the_operator_and_list_events_delete_work() {
     require_cluster!();
     let _webhook = webhook_shared();
     let ns = namespace("e2e-status", &[]);
-    let run = beam(&["run", "examples/beam/wordcount_minimal.yaml", "-n", &ns, "--name", "wc"]);
+    let run = beam(&[
+        "run",
+        "examples/beam/wordcount_minimal.yaml",
+        "-n",
+        &ns,
+        "--name",
+        "wc",
+        "-l",
+        "team=a",
+    ]);
     assert!(run.ok, "{}", run.stderr);
 
     let mut watcher = beam_spawn(&["status", "wc", "-n", &ns, "-w", "-o", "json"]);
@@ -294,8 +331,19 @@ fn status_follows_the_operator_and_list_events_delete_work() {
 
     // A Warning event about the job, as the operator would record it.
     let event = format!(
-        "apiVersion: v1\nkind: Event\nmetadata: {{name: wc.e2e, namespace: {ns}}}\ninvolvedObject: {{apiVersion: flink.apache.org/v1beta1, kind: FlinkDeployment, name: wc, namespace: {ns}}}\n\
-reason: JobException\nmessage: \"java.lang.OutOfMemoryError: Java heap space\"\ntype: Warning\ncount: 2\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\nsource: {{component: flink-kubernetes-operator}}\n"
+        r#"
+apiVersion: v1
+kind: Event
+metadata: {{name: wc.e2e, namespace: {ns}}}
+involvedObject: {{apiVersion: flink.apache.org/v1beta1, kind: FlinkDeployment, name: wc, namespace: {ns}}}
+reason: JobException
+message: "java.lang.OutOfMemoryError: Java heap space"
+type: Warning
+count: 2
+firstTimestamp: "2026-01-01T00:00:00Z"
+lastTimestamp: "2026-01-01T00:00:00Z"
+source: {{component: flink-kubernetes-operator}}
+"#
     );
     let created = apply(&event);
     assert!(created.ok, "{}", created.stderr);
@@ -340,13 +388,21 @@ reason: JobException\nmessage: \"java.lang.OutOfMemoryError: Java heap space\"\n
     );
 }
 
-/// 7. A RunnerPolicy with a CEL syntax error is refused by the API server, through our webhook, with the position.
+/// Scenario 7: A RunnerPolicy with a CEL syntax error is refused by the API server, through our webhook, with the position.
 #[test]
 fn a_broken_policy_is_refused_with_its_position() {
     require_cluster!();
     let _webhook = webhook_shared();
-    let policy = "apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicy\nmetadata:\n  name: e2e-broken\nspec:\n  \
-validations:\n    - expression: \"object.spec.job.parallelism <= \"\n      message: broken\n";
+    let policy = r#"
+apiVersion: beamstack.dev/v1alpha1
+kind: RunnerPolicy
+metadata:
+  name: e2e-broken
+spec:
+  validations:
+    - expression: "object.spec.job.parallelism <= "
+      message: broken
+"#;
     let run = apply(policy);
     assert!(!run.ok, "{}", run.stdout);
     assert!(run.stderr.contains("denied the request"), "{}", run.stderr);
@@ -354,7 +410,7 @@ validations:\n    - expression: \"object.spec.job.parallelism <= \"\n      messa
     assert!(run.stderr.contains("column"), "no position: {}", run.stderr);
 }
 
-/// 8 and 10. With the webhook stopped, failurePolicy Fail refuses runner CRs with a clear message, other kinds are
+/// Scenarios 8 and 10: With the webhook stopped, failurePolicy Fail refuses runner CRs with a clear message, other kinds are
 /// unaffected, excluded namespaces are never blocked, and `kubectl beam doctor` names the fault; healthy, it passes;
 /// with a wrong caBundle, it says so.
 #[test]
