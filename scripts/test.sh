@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Every check the project has, as CI runs them on a fresh machine: formatting, lints, all tests, and the main job
-# (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy), curl and python3 (with venv;
-# scripts/beam-venv.sh installs apache-beam from PyPI for the tests that compare verdicts with Beam).
+# Every check the project has, as CI runs them on a fresh machine: formatting, lints, unit and integration tests, the
+# Helm chart (helm lint, helm template), the end-to-end suite against a real kube-apiserver and etcd, and the main
+# job (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy), Go (to build etcd,
+# kube-apiserver, kubectl and helm from their modules, once, into .tools/bin), curl, openssl and python3 with venv
+# (scripts/beam-venv.sh installs apache-beam from PyPI for the tests that compare verdicts with Beam).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +25,26 @@ if cargo tree --workspace --locked --edges normal,build,dev --prefix none | grep
 fi
 echo "ok"
 
-step "cargo test"
-cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+step "the control plane and clients of the end-to-end suite, built from their Go modules (cached in .tools/bin)"
+bash scripts/e2e-tools.sh
+
+step "Helm chart: helm lint, helm template (both certificate modes)"
+.tools/bin/helm lint --strict charts/beamstack 2>/dev/null
+.tools/bin/helm template beamstack charts/beamstack -n beamstack --kube-version 1.34.4 2>/dev/null >/dev/null
+.tools/bin/helm template beamstack charts/beamstack -n beamstack --kube-version 1.34.4 \
+  --set certificates.mode=provided --set certificates.caBundle=Y2E= --set webhook.url=https://127.0.0.1:9443 \
+  2>/dev/null >/dev/null
+echo "ok"
+
+step "cargo build (the binaries the end-to-end suite runs)"
+cargo build --workspace --bins --locked
+
+step "a real control plane on loopback: etcd, kube-apiserver, CRDs, beam-webhook through the chart's webhooks"
+trap 'bash scripts/e2e-cluster.sh down' EXIT
+bash scripts/e2e-cluster.sh up
+
+step "cargo test (unit, integration, and the end-to-end scenarios against that cluster)"
+BEAMSTACK_E2E=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 
