@@ -514,3 +514,117 @@ fn tempdir_certs() -> String {
     assert!(!pem.is_empty());
     String::from_utf8(run.stdout).unwrap()
 }
+
+/// Patches the caBundle of every webhook of both configurations.
+fn set_ca_bundle(bundle_base64: &str) {
+    for (kind, webhooks) in [
+        ("mutatingwebhookconfiguration", 1),
+        ("validatingwebhookconfiguration", 2),
+    ] {
+        let operations: Vec<String> = (0..webhooks)
+            .map(|index| {
+                format!(
+                    "{{\"op\": \"replace\", \"path\": \"/webhooks/{index}/clientConfig/caBundle\", \"value\": \"{bundle_base64}\"}}"
+                )
+            })
+            .collect();
+        let run = kubectl(&[
+            "patch",
+            kind,
+            "beamstack",
+            "--type=json",
+            "-p",
+            &format!("[{}]", operations.join(",")),
+        ]);
+        assert!(run.ok, "{}", run.stderr);
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    let mut child = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// Scenario 9: certificates rotated to a new CA while the API server keeps sending requests, the way certs/README.md
+/// says to: trust both CAs, swap the serving certificate (the webhook re-reads its files), then trust only the new
+/// CA. Not one admission may fail.
+#[test]
+fn certificate_rotation_under_load_fails_no_admission() {
+    require_cluster!();
+    let _webhook = webhook_exclusive();
+    let ns = namespace("e2e-rotate", &[("team", "a")]);
+    let object = in_namespace(&fixture(FLINK_PIPELINE), &ns);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut sent, mut failures) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A server-side dry run goes through both webhooks and stores nothing.
+                let run = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &object);
+                sent += 1;
+                if !run.ok {
+                    failures.push(run.stderr);
+                }
+            }
+            (sent, failures)
+        })
+    };
+    let certs = root().join(".e2e/webhook-certs");
+    for round in 0..3 {
+        let old_ca = std::fs::read(certs.join("ca.crt")).unwrap();
+        let next = root().join(format!(".e2e/rotation-{round}"));
+        let made = std::process::Command::new(root().join("target/debug/beam-webhook"))
+            .args([
+                "certs",
+                "--out",
+                next.to_str().unwrap(),
+                "--service",
+                "beam-webhook",
+                "--namespace",
+                "beamstack",
+            ])
+            .args(["--name", "127.0.0.1", "--name", "localhost"])
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        let new_ca = std::fs::read(next.join("ca.crt")).unwrap();
+        set_ca_bundle(&base64_of(&[old_ca.as_slice(), new_ca.as_slice()].concat()));
+        std::thread::sleep(Duration::from_secs(1));
+        // Replace the files the way a Secret volume update does: new files, renamed into place.
+        for file in ["tls.key", "tls.crt", "ca.crt"] {
+            std::fs::copy(next.join(file), certs.join(format!("{file}.new"))).unwrap();
+            std::fs::rename(certs.join(format!("{file}.new")), certs.join(file)).unwrap();
+        }
+        // The webhook polls its files every second (--tls-reload-interval 1s in the harness).
+        std::thread::sleep(Duration::from_secs(3));
+        set_ca_bundle(&base64_of(&new_ca));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failures) = load.join().unwrap();
+    assert!(sent >= 20, "only {sent} requests were sent during the rotations");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} admissions failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let served = std::process::Command::new("curl")
+        .args(["-fsS", "http://127.0.0.1:29080/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&served.stdout);
+    let reloads = metrics
+        .lines()
+        .find(|line| line.starts_with("beamstack_webhook_certificate_reloads_total{result=\"loaded\"}"))
+        .unwrap_or_else(|| panic!("no reload counter:\n{metrics}"));
+    assert!(!reloads.ends_with(" 0"), "{reloads}");
+    eprintln!("certificate rotation: {sent} admissions during 3 CA rotations, 0 failed");
+}
