@@ -20,6 +20,8 @@ etcd_port=23791
 apiserver_port=26443
 webhook_port=29443
 admin_port=29080
+prometheus_port=29090
+exporter_port=29091
 
 log() { printf 'e2e-cluster: %s\n' "$*" >&2; }
 
@@ -134,18 +136,56 @@ EOF
 
     # The chart's templates decide what gets registered: render them by URL with the CA we just made, and apply
     # everything the chart makes (its Deployment never starts: there is no kubelet).
+    start_monitoring
+
     local ca_bundle
     ca_bundle=$(base64 -w0 <"$state/webhook-certs/ca.crt")
     "$bin/helm" template beamstack "$root/charts/beamstack" --namespace beamstack --kube-version 1.34.4 \
         --set certificates.mode=provided --set "certificates.caBundle=$ca_bundle" \
         --set "webhook.url=https://127.0.0.1:$webhook_port" \
-        --set "pluginDefaults.prometheus=${E2E_PROMETHEUS:-}" 2>/dev/null >"$state/chart.yaml"
+        --set "pluginDefaults.prometheus=http://127.0.0.1:$prometheus_port" 2>/dev/null >"$state/chart.yaml"
     "$bin/kubectl" apply --server-side -f "$state/chart.yaml" >/dev/null
     log "cluster, CRDs, webhook and chart up after $((SECONDS - started)) s; KUBECONFIG=$state/kubeconfig"
     echo "$state/kubeconfig"
 }
 
+# A real Prometheus (Debian's package) scraping the webhook's /metrics, and a static exporter standing in for Flink's
+# Prometheus reporter (no Flink runs here): the series a running job "wc" would have, with fixed values.
+start_monitoring() {
+    command -v prometheus >/dev/null || { log "no prometheus: apt-get install prometheus (Debian's package)"; exit 1; }
+    mkdir -p "$state/flink-exporter" "$state/prometheus"
+    local now_ms
+    now_ms=$(($(date +%s) * 1000))
+    cat >"$state/flink-exporter/metrics" <<EOF
+# TYPE flink_taskmanager_job_task_numRecordsInPerSecond gauge
+flink_taskmanager_job_task_numRecordsInPerSecond{job_name="wc",task_name="ReadFromText",subtask_index="0"} 1200.5
+flink_taskmanager_job_task_numRecordsInPerSecond{job_name="wc",task_name="WriteToText",subtask_index="0"} 300
+# TYPE flink_taskmanager_job_task_backPressuredTimeMsPerSecond gauge
+flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name="ReadFromText",subtask_index="0"} 250
+flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name="WriteToText",subtask_index="0"} 0
+# TYPE flink_jobmanager_job_lastCheckpointCompletedTimestamp gauge
+flink_jobmanager_job_lastCheckpointCompletedTimestamp{job_name="wc"} $now_ms
+EOF
+    python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter" \
+        >"$state/exporter.log" 2>&1 &
+    echo $! >"$state/exporter.pid"
+    cat >"$state/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: beam-webhook
+    static_configs: [{targets: ["127.0.0.1:$admin_port"]}]
+  - job_name: flink
+    static_configs: [{targets: ["127.0.0.1:$exporter_port"]}]
+EOF
+    prometheus --config.file "$state/prometheus.yml" --storage.tsdb.path "$state/prometheus" \
+        --web.listen-address "127.0.0.1:$prometheus_port" >"$state/prometheus.log" 2>&1 &
+    echo $! >"$state/prometheus.pid"
+    wait_for prometheus curl -fsS "http://127.0.0.1:$prometheus_port/-/ready"
+}
+
 down() {
+    stop prometheus
+    stop exporter
     stop webhook
     stop apiserver
     stop etcd

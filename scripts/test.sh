@@ -36,6 +36,15 @@ step "Helm chart: helm lint, helm template (both certificate modes)"
   2>/dev/null >/dev/null
 echo "ok"
 
+step "Prometheus from Debian's packages (the monitoring scenario scrapes the webhook with it)"
+if ! command -v prometheus >/dev/null; then
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+    { sudo_if_needed apt-get update -qq && sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+prometheus --version 2>&1 | head -n 1
+
 step "cargo build (the binaries the end-to-end suite runs)"
 cargo build --workspace --bins --locked
 

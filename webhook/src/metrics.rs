@@ -4,8 +4,10 @@ use crate::admission::{Endpoint, Record};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +50,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+    resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -69,6 +77,8 @@ pub struct Metrics {
     policy_evaluations: Family<PolicyOutcomeLabels, Counter>,
     policy_latency: Family<PolicyLabels, Histogram>,
     policy_reloads: Family<ResultLabels, Counter>,
+    tenant_usage: Family<TenantLabels, Gauge<f64, AtomicU64>>,
+    tenant_budget: Family<TenantLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -133,6 +143,18 @@ impl Metrics {
             "Time to evaluate one RunnerPolicy for one request",
             policy_latency.clone(),
         );
+        let tenant_usage = Family::<TenantLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tenant_usage",
+            "What a tenant runs now, by resource (cpu in cores, memory in bytes, jobs, workers), from the usage ledger",
+            tenant_usage.clone(),
+        );
+        let tenant_budget = Family::<TenantLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tenant_budget",
+            "A tenant's budget, by resource (only the resources its Tenant limits)",
+            tenant_budget.clone(),
+        );
         let policy_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "policy_reloads",
@@ -143,6 +165,8 @@ impl Metrics {
             policy_evaluations,
             policy_latency,
             policy_reloads,
+            tenant_usage,
+            tenant_budget,
             registry,
             admissions,
             latency,
@@ -151,6 +175,33 @@ impl Metrics {
             bad_requests,
             certificate_reloads,
             tls_handshake_failures,
+        }
+    }
+
+    /// Replaces the tenant gauges with the engine's current view (called at each scrape, so deleted tenants vanish).
+    pub fn set_tenants(&self, tenants: &[(String, crate::policy::demand::Demand, crate::policy::model::Budget)]) {
+        self.tenant_usage.clear();
+        self.tenant_budget.clear();
+        for (tenant, usage, budget) in tenants {
+            let label = |resource| TenantLabels {
+                tenant: tenant.clone(),
+                resource,
+            };
+            let quantity = |q: &Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+                let parsed = crate::units::Quantity::parse(&q.as_ref()?.0).ok()?;
+                rust_decimal::prelude::ToPrimitive::to_f64(&parsed.value())
+            };
+            for (resource, used, limit) in [
+                ("cpu", usage.cpu.0 as f64 / 1000.0, quantity(&budget.cpu)),
+                ("memory", usage.memory.0 as f64, quantity(&budget.memory)),
+                ("jobs", usage.jobs as f64, budget.jobs.map(|j| j as f64)),
+                ("workers", usage.workers as f64, budget.workers.map(|w| w as f64)),
+            ] {
+                self.tenant_usage.get_or_create(&label(resource)).set(used);
+                if let Some(limit) = limit {
+                    self.tenant_budget.get_or_create(&label(resource)).set(limit);
+                }
+            }
         }
     }
 

@@ -628,3 +628,118 @@ fn certificate_rotation_under_load_fails_no_admission() {
     assert!(!reloads.ends_with(" 0"), "{reloads}");
     eprintln!("certificate rotation: {sent} admissions during 3 CA rotations, 0 failed");
 }
+
+const PROMETHEUS: &str = "http://127.0.0.1:29090";
+
+/// An instant query against the harness's Prometheus.
+fn prometheus_query(expr: &str) -> Value {
+    let output = std::process::Command::new("curl")
+        .args(["-fsS", "-G", &format!("{PROMETHEUS}/api/v1/query"), "--data-urlencode"])
+        .arg(format!("query={expr}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{expr}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Scenario (monitoring): a real Prometheus scrapes the webhook; every panel query of the shipped Grafana dashboard
+/// returns data from it; `kubectl beam status` reads the pipeline's figures from it (a static exporter plays Flink's
+/// reporter) with the Prometheus URL from the chart's plugin defaults.
+#[test]
+fn prometheus_answers_every_dashboard_panel_and_status_reads_it() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-monitoring", &[("team", "a")]);
+    let tenant = format!(
+        r#"
+apiVersion: beamstack.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: e2e-monitored
+spec:
+  namespaces: [{ns}]
+  budget: {{cpu: "20", jobs: 5}}
+"#
+    );
+    assert!(apply(&tenant).ok);
+    // Admissions of every outcome: a patched job, and a denial (no team label).
+    assert!(apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns)).ok);
+    let unlabelled = in_namespace(&fixture(FLINK_PIPELINE), &ns).replace("  labels:\n    team: a\n", "");
+    assert!(!apply(&unlabelled.replace("name: wordcount\n", "name: unlabelled\n")).ok);
+
+    let dashboard: Value = serde_json::from_str(&fixture("charts/beamstack/dashboards/beamstack.json")).unwrap();
+    let queries: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| {
+            let title = panel["title"].as_str().unwrap().to_owned();
+            panel["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |target| (title.clone(), target["expr"].as_str().unwrap().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(queries.len() >= 10, "{queries:?}");
+    // Scrapes run every second; rates need two samples of a series.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (title, expr) in &queries {
+        loop {
+            let answer = prometheus_query(expr);
+            assert_eq!(answer["status"], "success", "{title}: {expr}: {answer}");
+            if answer["data"]["result"]
+                .as_array()
+                .is_some_and(|result| !result.is_empty())
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "panel {title:?} has no data: {expr}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let budget = prometheus_query(r#"beamstack_webhook_tenant_budget{tenant="e2e-monitored",resource="cpu"}"#);
+    assert_eq!(budget["data"]["result"][0]["value"][1], "20", "{budget}");
+
+    let run = beam(&[
+        "run",
+        "examples/beam/wordcount_minimal.yaml",
+        "-n",
+        &ns,
+        "--name",
+        "wc",
+        "-l",
+        "team=a",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let status = beam(&["status", "wc", "-n", &ns, "-o", "json"]);
+    assert!(status.ok, "{}", status.stderr);
+    let report: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(report["metrics"]["recordsPerSecond"], 1500.5, "{report:#}");
+    assert_eq!(report["metrics"]["backpressure"], 0.25, "{report:#}");
+    let age = report["metrics"]["checkpointAgeSeconds"].as_f64().unwrap();
+    assert!((0.0..3600.0).contains(&age), "{age}");
+    assert_eq!(report["tenant"], Value::Null, "no beamstack.dev/tenant label was set");
+    let text = beam(&["status", "wc", "-n", &ns]);
+    assert!(
+        text.stdout.contains("Throughput:   1500.5 records/s"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("Backpressure: 25.0 %"), "{}", text.stdout);
+    let doctor = beam(&["doctor", "-n", &ns, "-o", "json"]);
+    let checks: Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let prometheus = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Prometheus")
+        .unwrap();
+    assert_eq!(prometheus["verdict"], "pass", "{prometheus}");
+    let _ = kubectl(&["delete", "tenant", "e2e-monitored"]);
+}

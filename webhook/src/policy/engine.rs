@@ -237,6 +237,26 @@ impl Engine {
             .insert(tenant.to_owned(), usage);
     }
 
+    /// Every tenant's running usage (its namespaces' totals in the ledger) beside its budget, for /metrics.
+    pub fn tenant_usage(&self) -> Vec<(String, Demand, crate::policy::model::Budget)> {
+        let set = self.policy_set();
+        let now = Instant::now();
+        let ledger = self.ledger.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.tenants
+            .tenants()
+            .map(|tenant| {
+                let usage = set
+                    .tenants
+                    .namespaces_of(tenant, "")
+                    .iter()
+                    .filter(|namespace| !namespace.is_empty())
+                    .map(|namespace| ledger.namespace_usage(namespace, None, now))
+                    .fold(Demand::default(), Demand::plus);
+                (tenant.name_any(), usage, tenant.spec.budget.clone())
+            })
+            .collect()
+    }
+
     /// Counts an admitted object as running until the usage watch reports it.
     pub fn reserve(&self, request: &Request<'_>) {
         if request.dry_run || request.name.is_empty() {

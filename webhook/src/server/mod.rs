@@ -193,6 +193,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(engine) = state.admission.engine() {
+        state.metrics.set_tenants(&engine.tenant_usage());
+    }
     (
         [(
             header::CONTENT_TYPE,
