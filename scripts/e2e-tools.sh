@@ -62,33 +62,29 @@ build_kubernetes() {
     log "kube-apiserver and kubectl built in $((SECONDS - started)) s"
 }
 
-build_etcd() {
-    if stamped etcd "$etcd_version"; then return; fi
-    local dir="$work/etcd" started=$SECONDS
-    log "building etcd v$etcd_version from go.etcd.io/etcd/server/v3"
+# build_go_command NAME VERSION PACKAGE@VERSION LDFLAGS: one command from its module, into .tools/bin/NAME.
+build_go_command() {
+    local name=$1 version=$2 package=$3 ldflags=$4
+    if stamped "$name" "$version"; then return; fi
+    local dir="$work/$name" started=$SECONDS
+    log "building $name v$version from ${package%@*}"
     fresh_module "$dir"
     (
         cd "$dir"
-        go get "go.etcd.io/etcd/server/v3@v$etcd_version" >/dev/null
-        go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3
+        go get "$package" >/dev/null
+        go build -trimpath -ldflags "$ldflags" -o "$bin/$name" "${package%@*}"
     )
-    stamp etcd "$etcd_version"
-    log "etcd built in $((SECONDS - started)) s"
+    stamp "$name" "$version"
+    log "$name built in $((SECONDS - started)) s"
+}
+
+build_etcd() {
+    build_go_command etcd "$etcd_version" "go.etcd.io/etcd/server/v3@v$etcd_version" "-s -w"
 }
 
 build_helm() {
-    if stamped helm "$helm_version"; then return; fi
-    local dir="$work/helm" started=$SECONDS
-    log "building helm v$helm_version from helm.sh/helm/v3"
-    fresh_module "$dir"
-    (
-        cd "$dir"
-        go get "helm.sh/helm/v3/cmd/helm@v$helm_version" >/dev/null
-        go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version" \
-            -o "$bin/helm" helm.sh/helm/v3/cmd/helm
-    )
-    stamp helm "$helm_version"
-    log "helm built in $((SECONDS - started)) s"
+    build_go_command helm "$helm_version" "helm.sh/helm/v3/cmd/helm@v$helm_version" \
+        "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version"
 }
 
 build_etcd

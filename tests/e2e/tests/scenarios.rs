@@ -261,6 +261,21 @@ fn beam_run_creates_updates_and_server_dry_runs() {
     assert_eq!(listed.stdout.lines().count(), 1, "{}", listed.stdout);
 }
 
+/// `kubectl beam run` of the minimal wordcount example as pipeline "wc" (the name the static Flink exporter uses).
+fn run_wordcount_as_wc(ns: &str) {
+    let run = beam(&[
+        "run",
+        "examples/beam/wordcount_minimal.yaml",
+        "-n",
+        ns,
+        "--name",
+        "wc",
+        "-l",
+        "team=a",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+}
+
 fn patch_status(ns: &str, kind: &str, name: &str, status: &str) {
     let run = kubectl(&[
         "patch",
@@ -283,17 +298,7 @@ fn status_follows_the_operator_and_list_events_delete_work() {
     require_cluster!();
     let _webhook = webhook_shared();
     let ns = namespace("e2e-status", &[]);
-    let run = beam(&[
-        "run",
-        "examples/beam/wordcount_minimal.yaml",
-        "-n",
-        &ns,
-        "--name",
-        "wc",
-        "-l",
-        "team=a",
-    ]);
-    assert!(run.ok, "{}", run.stderr);
+    run_wordcount_as_wc(&ns);
 
     let mut watcher = beam_spawn(&["status", "wc", "-n", &ns, "-w", "-o", "json"]);
     let stdout = watcher.stdout.take().unwrap();
@@ -328,6 +333,80 @@ fn status_follows_the_operator_and_list_events_delete_work() {
     let running = next();
     assert_eq!(running["phase"], "Running");
     assert_eq!(running["ui"], format!("http://wc-rest.{ns}.svc:8081"));
+
+    // The operator's pods, as stored objects (no kubelet runs them): readiness written through the status subresource.
+    assert!(
+        apply(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: default, namespace: {ns}}}\n"
+        ))
+        .ok
+    );
+    for (pod, component, ready) in [
+        ("wc-jm", "jobmanager", true),
+        ("wc-tm-1", "taskmanager", true),
+        ("wc-tm-2", "taskmanager", false),
+    ] {
+        let harness = if component == "taskmanager" {
+            ", {name: beam-worker-pool, image: apache/beam_python3.11_sdk:2.77.0}"
+        } else {
+            ""
+        };
+        let created = apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {ns}, labels: {{app: wc, component: {component}}}}}\n\
+             spec: {{automountServiceAccountToken: false, containers: [{{name: flink-main-container, image: flink:1.20}}{harness}]}}\n"
+        ));
+        assert!(created.ok, "{}", created.stderr);
+        let flag = if ready { "True" } else { "False" };
+        let mut statuses = vec![format!(
+            "{{\"name\": \"flink-main-container\", \"ready\": {ready}, \"restartCount\": 0, \"image\": \"flink:1.20\", \"imageID\": \"\"}}"
+        )];
+        if component == "taskmanager" {
+            statuses.push(format!("{{\"name\": \"beam-worker-pool\", \"ready\": {ready}, \"restartCount\": 0, \"image\": \"beam\", \"imageID\": \"\"}}"));
+        }
+        patch_status(
+            &ns,
+            "pod",
+            pod,
+            &format!(
+                "{{\"phase\": \"Running\", \"conditions\": [{{\"type\": \"Ready\", \"status\": \"{flag}\"}}], \"containerStatuses\": [{}]}}",
+                statuses.join(", ")
+            ),
+        );
+    }
+    let report: Value = serde_json::from_str(&beam(&["status", "wc", "-n", &ns, "-o", "json"]).stdout).unwrap();
+    let counts: Vec<(String, u64, u64)> = report["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap().to_owned(),
+                r["ready"].as_u64().unwrap(),
+                r["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("jobmanager".into(), 1, 1),
+            ("taskmanager".into(), 1, 2),
+            ("harness".into(), 1, 2)
+        ],
+        "{report:#}"
+    );
+    // Logs come from the kubelet, which does not run here: the API server's refusal is passed on, naming the pod.
+    let logs = beam(&["logs", "wc", "-n", &ns]);
+    assert!(!logs.ok);
+    assert!(logs.stderr.contains("logs of pod wc-jm"), "{}", logs.stderr);
+    let no_role = beam(&["logs", "wc", "-n", &ns, "--role", "driver"]);
+    assert!(
+        no_role
+            .stderr
+            .contains("has no driver pods: its roles are jobmanager, taskmanager, harness"),
+        "{}",
+        no_role.stderr
+    );
 
     // A Warning event about the job, as the operator would record it.
     let event = format!(
@@ -706,17 +785,7 @@ spec:
     let budget = prometheus_query(r#"beamstack_webhook_tenant_budget{tenant="e2e-monitored",resource="cpu"}"#);
     assert_eq!(budget["data"]["result"][0]["value"][1], "20", "{budget}");
 
-    let run = beam(&[
-        "run",
-        "examples/beam/wordcount_minimal.yaml",
-        "-n",
-        &ns,
-        "--name",
-        "wc",
-        "-l",
-        "team=a",
-    ]);
-    assert!(run.ok, "{}", run.stderr);
+    run_wordcount_as_wc(&ns);
     let status = beam(&["status", "wc", "-n", &ns, "-o", "json"]);
     assert!(status.ok, "{}", status.stderr);
     let report: Value = serde_json::from_str(&status.stdout).unwrap();
