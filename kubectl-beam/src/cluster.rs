@@ -401,9 +401,24 @@ pub async fn logs(
         .list(&ListParams::default().labels(&role.selector))
         .await
         .map_err(|error| describe(&error))?;
-    let several = pods.items.len() > 1;
+    // A pod without a node has no logs: the API server answers 204 No Content, which would print nothing at all.
+    let (scheduled, waiting): (Vec<&Pod>, Vec<&Pod>) = pods
+        .items
+        .iter()
+        .partition(|pod| pod.spec.as_ref().is_some_and(|spec| spec.node_name.is_some()));
+    if scheduled.is_empty() && !waiting.is_empty() {
+        let names: Vec<String> = waiting.iter().map(|pod| pod.name_any()).collect();
+        return Err(format!(
+            "{} not on a node yet, so there are no logs to show",
+            names.join(", ")
+        ));
+    }
+    for pod in &waiting {
+        eprintln!("{}: not on a node yet, no logs", pod.name_any());
+    }
+    let several = scheduled.len() > 1;
     let mut streams = Vec::new();
-    for pod in &pods.items {
+    for pod in scheduled {
         let name = pod.name_any();
         let params = kube::api::LogParams {
             container: role.container.clone(),
