@@ -7,6 +7,7 @@ use kubectl_beam::pods::{self, Role};
 use kubectl_beam::report::{self, StatusReport};
 use kubectl_beam::status::Phase;
 use serde_json::Value;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -61,9 +62,16 @@ pub async fn status(global: &Global, name: &str, watch: bool, prometheus: Option
                 Some(Output::Yaml) => println!("---\n{}", serde_saphyr::to_string(&report).map_err(|e| e.to_string())?),
                 _ if watch && last.is_some() => {
                     let error = report.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                    println!("{name}\t{}\t{}{error}", report.phase, report.reason);
+                    println!("{name}\t{}\t{}{error}", coloured(&report.phase), report.reason);
                 }
-                _ => println!("{}", report::render_text(&report)),
+                _ => println!(
+                    "{}",
+                    report::render_text(&report).replacen(
+                        &format!("Phase:        {}", report.phase),
+                        &format!("Phase:        {}", coloured(&report.phase)),
+                        1
+                    )
+                ),
             }
             last = Some(current);
         }
@@ -83,27 +91,58 @@ fn exit_for(phase: Phase) -> ExitCode {
     }
 }
 
-/// `run --wait`: a progress line until the job runs, fails or ends.
+/// `run --wait`: a spinner with the current phase on a terminal, a line per change otherwise, until the job runs or
+/// fails.
 pub async fn wait_until_running(global: &Global, name: &str) -> Result<ExitCode, String> {
     let client = client(global).await?;
+    let terminal = std::io::stderr().is_terminal();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if terminal {
+        spinner.enable_steady_tick(Duration::from_millis(120));
+    } else {
+        spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let mut last = String::new();
     loop {
         let object = runner_object(&client, global, name).await?;
         let status = kubectl_beam::status::phase_of(&object);
         let line = format!("{name}: {} ({})", status.phase, status.reason);
         if line != last {
-            eprintln!("{line}");
+            if terminal {
+                spinner.set_message(line.clone());
+            } else {
+                eprintln!("{line}");
+            }
             last = line;
         }
         match status.phase {
-            Phase::Running | Phase::Succeeded => return Ok(ExitCode::SUCCESS),
+            Phase::Running | Phase::Succeeded => {
+                spinner.finish_with_message(last);
+                return Ok(ExitCode::SUCCESS);
+            }
             Phase::Failed => {
+                spinner.finish_and_clear();
                 eprintln!("error: {}", status.message.unwrap_or_else(|| status.reason.clone()));
                 return Ok(ExitCode::FAILURE);
             }
             _ => tokio::time::sleep(POLL).await,
         }
     }
+}
+
+/// A phase coloured for a terminal: green running or done, red failed, yellow on the way.
+fn coloured(phase: &str) -> String {
+    if !std::io::stdout().is_terminal() {
+        return phase.to_owned();
+    }
+    let colour = match phase {
+        "Running" | "Succeeded" => anstyle::AnsiColor::Green,
+        "Failed" => anstyle::AnsiColor::Red,
+        "Unknown" => anstyle::AnsiColor::Magenta,
+        _ => anstyle::AnsiColor::Yellow,
+    };
+    let style = anstyle::Style::new().fg_color(Some(colour.into())).bold();
+    format!("{}{phase}{}", style.render(), style.render_reset())
 }
 
 pub async fn list(global: &Global) -> Result<ExitCode, String> {
