@@ -121,10 +121,23 @@ pub async fn find(
     namespace: Option<&str>,
     pipeline: Option<&str>,
 ) -> Result<Vec<(Value, JobStatus)>, String> {
-    let selector = match pipeline {
+    find_selected(client, namespace, pipeline, None).await
+}
+
+/// As `find`, narrowed further by a user's label selector (`list -l team=a`).
+pub async fn find_selected(
+    client: &Client,
+    namespace: Option<&str>,
+    pipeline: Option<&str>,
+    user_selector: Option<&str>,
+) -> Result<Vec<(Value, JobStatus)>, String> {
+    let mut selector = match pipeline {
         Some(name) => format!("{LABEL_PIPELINE}={name}"),
         None => format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"),
     };
+    if let Some(user) = user_selector.filter(|user| !user.trim().is_empty()) {
+        selector = format!("{selector},{user}");
+    }
     let mut found = Vec::new();
     for resource in runner_resources() {
         let api: Api<DynamicObject> = match namespace {

@@ -89,8 +89,14 @@ enum Command {
         prometheus: Option<String>,
     },
     /// The pipelines kubectl beam runs (NAME, RUNNER, PHASE, AGE, PARALLELISM, TENANT).
-    #[command(after_help = "Examples:\n  kubectl beam list\n  kubectl beam list -A -o wide")]
-    List,
+    #[command(
+        after_help = "Examples:\n  kubectl beam list\n  kubectl beam list -A -o wide\n  kubectl beam list -l team=a"
+    )]
+    List {
+        /// Only pipelines whose runner objects match this label selector, such as team=a.
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+    },
     /// The logs of a pipeline's pods (default: the JobManager, the Spark driver, or the launcher).
     #[command(
         after_help = "Examples:\n  kubectl beam logs wordcount\n  kubectl beam logs wordcount --role harness -f\n  \
@@ -155,8 +161,10 @@ enum ClusterCommand {
     )]
     Create(Box<ClusterArgs>),
     /// The session clusters kubectl beam made.
+    #[command(after_help = "Examples:\n  kubectl beam cluster list\n  kubectl beam cluster list -A")]
     List,
     /// Delete a session cluster.
+    #[command(after_help = "Examples:\n  kubectl beam cluster delete shared -n data")]
     Delete { name: String },
 }
 
@@ -309,7 +317,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             observe::status(global, &name, watch, prometheus.as_deref()).await
         }),
-        Command::List => block_on(observe::list(global)),
+        Command::List { selector } => block_on(observe::list(global, selector.as_deref())),
         Command::Logs {
             name,
             role,

@@ -145,15 +145,16 @@ fn coloured(phase: &str) -> String {
     format!("{}{phase}{}", style.render(), style.render_reset())
 }
 
-pub async fn list(global: &Global) -> Result<ExitCode, String> {
+pub async fn list(global: &Global, selector: Option<&str>) -> Result<ExitCode, String> {
     let client = client(global).await?;
     let namespace = (!global.all_namespaces).then(|| namespace(global));
     let now = now();
-    let reports: Vec<StatusReport> = kubectl_beam::cluster::find(&client, namespace.as_deref(), None)
-        .await?
-        .iter()
-        .map(|(object, _)| report::report(object, &[], &[], None, now))
-        .collect();
+    let reports: Vec<StatusReport> =
+        kubectl_beam::cluster::find_selected(&client, namespace.as_deref(), None, selector)
+            .await?
+            .iter()
+            .map(|(object, _)| report::report(object, &[], &[], None, now))
+            .collect();
     match global.output {
         Some(output @ (Output::Json | Output::Yaml)) => {
             // Only what a list knows: pods, events and metrics are `status NAME`'s.

@@ -462,6 +462,11 @@ source: {{component: flink-kubernetes-operator}}
     assert!(events.ok, "{}", events.stderr);
     assert!(events.stdout.contains("OutOfMemoryError"), "{}", events.stdout);
 
+    let selected = beam(&["list", "-n", &ns, "-l", "team=b", "-o", "name"]);
+    assert!(selected.ok && selected.stdout.trim().is_empty(), "{selected:?}");
+    let selected = beam(&["list", "-n", &ns, "-l", "team=a", "-o", "name"]);
+    assert_eq!(selected.stdout.trim(), "wc", "{selected:?}");
+
     let delete = beam(&["delete", "wc", "-n", &ns, "--wait"]);
     assert!(delete.ok, "{}", delete.stderr);
     assert!(!kubectl(&["get", "flinkdeployment", "wc", "-n", &ns]).ok);
@@ -817,4 +822,62 @@ spec:
         .unwrap();
     assert_eq!(prometheus["verdict"], "pass", "{prometheus}");
     let _ = kubectl(&["delete", "tenant", "e2e-monitored"]);
+}
+
+/// Session clusters: `cluster create` through the webhook (the worker pool injected), `cluster list`, `cluster
+/// delete`; and `version` names the API server and the chart's webhook Deployment.
+#[test]
+fn session_clusters_and_versions() {
+    require_cluster!();
+    let _webhook = webhook_shared();
+    let ns = namespace("e2e-cluster", &[]);
+    let created = beam(&[
+        "cluster",
+        "create",
+        "shared",
+        "-n",
+        &ns,
+        "-l",
+        "team=a",
+        "--task-managers",
+        "3",
+    ]);
+    assert!(created.ok, "{}", created.stderr);
+    let stored = get("flinkdeployment", &ns, "shared");
+    assert_eq!(stored["spec"]["taskManager"]["replicas"], 3);
+    let containers = stored.pointer("/spec/taskManager/podTemplate/spec/containers").unwrap();
+    assert!(
+        containers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "beam-worker-pool"),
+        "{stored:#}"
+    );
+    let listed = beam(&["cluster", "list", "-n", &ns]);
+    assert!(listed.ok && listed.stdout.contains("shared"), "{listed:?}");
+    let session = beam(&[
+        "run",
+        "examples/beam/wordcount_minimal.yaml",
+        "-n",
+        &ns,
+        "-l",
+        "team=a",
+        "--session",
+        "shared",
+    ]);
+    assert!(session.ok, "{}", session.stderr);
+    let launcher = get("job", &ns, "wordcount-minimal");
+    assert_eq!(
+        launcher["metadata"]["annotations"]["beamstack.dev/session-cluster"],
+        "shared"
+    );
+    let deleted = beam(&["cluster", "delete", "shared", "-n", &ns]);
+    assert!(deleted.ok, "{}", deleted.stderr);
+    assert!(!kubectl(&["get", "flinkdeployment", "shared", "-n", &ns]).ok);
+
+    let versions: Value = serde_json::from_str(&beam(&["version", "-o", "json"]).stdout).unwrap();
+    assert_eq!(versions["server"], "v1.34.4", "{versions}");
+    assert_eq!(versions["webhook"][0]["namespace"], "beamstack", "{versions}");
+    assert_eq!(versions["webhook"][0]["version"], "0.1.0", "{versions}");
 }
