@@ -387,17 +387,6 @@ pub async fn config_map_data(client: &Client, namespace: &str, name: &str) -> Re
         .map(|object| object.data["data"].clone()))
 }
 
-/// ConfigMaps carrying a label, in every namespace the user can list (the chart's plugin defaults).
-pub async fn labelled_config_maps(client: &Client, label: &str) -> Result<Vec<Value>, String> {
-    list_json(
-        client,
-        &core("ConfigMap", "configmaps"),
-        None,
-        &ListParams::default().labels(label),
-    )
-    .await
-}
-
 /// Streams (or prints) the logs of a role's pods to stdout, each line prefixed with its pod when there are several.
 pub async fn logs(
     client: &Client,

@@ -21,9 +21,17 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The label that marks the chart's plugin-defaults ConfigMap, and the key that holds the settings.
-pub const CONFIG_MAP_LABEL: &str = "beamstack.dev/plugin-defaults=true";
+/// The chart's plugin-defaults ConfigMap, and the key that holds the settings.
+pub const CONFIG_MAP_NAME: &str = "beamstack-plugin-defaults";
 pub const CONFIG_MAP_KEY: &str = "defaults.yaml";
+
+/// Where the chart is installed: $BEAMSTACK_NAMESPACE, else `beamstack` (the chart's documented namespace).
+pub fn chart_namespace() -> String {
+    std::env::var("BEAMSTACK_NAMESPACE")
+        .ok()
+        .filter(|namespace| !namespace.is_empty())
+        .unwrap_or_else(|| "beamstack".into())
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

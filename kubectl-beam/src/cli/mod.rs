@@ -356,21 +356,15 @@ pub fn complete(words: Vec<std::ffi::OsString>) -> ExitCode {
 async fn defaults(client: Option<&kube::Client>) -> Result<Defaults, String> {
     let mut merged = Defaults::default();
     if let Some(client) = client {
-        // The cluster's defaults are a convenience: a cluster we cannot read them from is not an error here.
-        if let Ok(maps) = kubectl_beam::cluster::labelled_config_maps(client, defaults::CONFIG_MAP_LABEL).await {
-            for map in maps {
-                if let Some(text) = map
-                    .pointer(&format!("/data/{}", defaults::CONFIG_MAP_KEY))
-                    .and_then(Value::as_str)
-                {
-                    let origin = format!(
-                        "ConfigMap {}/{}",
-                        map["metadata"]["namespace"].as_str().unwrap_or(""),
-                        map["metadata"]["name"].as_str().unwrap_or("")
-                    );
-                    merged = merged.overlaid_with(Defaults::parse(text, &origin)?);
-                }
-            }
+        let namespace = defaults::chart_namespace();
+        // The cluster's defaults are a convenience: a cluster we cannot read them from is not an error here. The
+        // chart lets every authenticated user `get` this one ConfigMap, and nothing more.
+        if let Ok(Some(data)) =
+            kubectl_beam::cluster::config_map_data(client, &namespace, defaults::CONFIG_MAP_NAME).await
+            && let Some(text) = data.get(defaults::CONFIG_MAP_KEY).and_then(Value::as_str)
+        {
+            let origin = format!("ConfigMap {namespace}/{}", defaults::CONFIG_MAP_NAME);
+            merged = Defaults::parse(text, &origin)?;
         }
     }
     Ok(merged.overlaid_with(defaults::read_user_file(defaults::user_file().as_deref())?))

@@ -146,6 +146,13 @@ pub fn namespace(prefix: &str, labels: &[(&str, &str)]) -> String {
     name
 }
 
+/// A Tenant owning one namespace, with a budget given as YAML flow fields (such as `cpu: "9"`).
+pub fn tenant(name: &str, namespace: &str, budget: &str) -> String {
+    format!(
+        "apiVersion: beamstack.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n  namespaces: [{namespace}]\n  budget: {{{budget}}}\n"
+    )
+}
+
 /// A file of the repository, as text.
 pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()

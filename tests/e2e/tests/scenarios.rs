@@ -142,18 +142,7 @@ fn tenant_budget_fills_refuses_and_frees() {
     require_cluster!();
     let _webhook = webhook_shared();
     let ns = namespace("e2e-tenant", &[]);
-    let tenant = format!(
-        r#"
-apiVersion: beamstack.dev/v1alpha1
-kind: Tenant
-metadata:
-  name: e2e-team
-spec:
-  namespaces: [{ns}]
-  budget: {{cpu: "9"}}
-"#
-    );
-    assert!(apply(&tenant).ok);
+    assert!(apply(&tenant("e2e-team", &ns, r#"cpu: "9""#)).ok);
     // Each job asks for 4 cpu (1 JobManager + 2 TaskManagers with the harness, see the fixture).
     let job = |name: &str| {
         in_namespace(&fixture(FLINK_PIPELINE), &ns).replace("name: wordcount\n", &format!("name: {name}\n"))
@@ -744,18 +733,7 @@ fn prometheus_answers_every_dashboard_panel_and_status_reads_it() {
     require_cluster!();
     let _webhook = webhook_shared();
     let ns = namespace("e2e-monitoring", &[("team", "a")]);
-    let tenant = format!(
-        r#"
-apiVersion: beamstack.dev/v1alpha1
-kind: Tenant
-metadata:
-  name: e2e-monitored
-spec:
-  namespaces: [{ns}]
-  budget: {{cpu: "20", jobs: 5}}
-"#
-    );
-    assert!(apply(&tenant).ok);
+    assert!(apply(&tenant("e2e-monitored", &ns, r#"cpu: "20", jobs: 5"#)).ok);
     // Admissions of every outcome: a patched job, and a denial (no team label).
     assert!(apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns)).ok);
     let unlabelled = in_namespace(&fixture(FLINK_PIPELINE), &ns).replace("  labels:\n    team: a\n", "");
