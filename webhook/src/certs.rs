@@ -6,7 +6,7 @@
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 use std::path::Path;
@@ -70,11 +70,18 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
     name
 }
 
-/// Generates a fresh CA and a serving certificate signed by it.
-pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
+/// A CA's certificate and key, PEM-encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaMaterial {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Generates a fresh CA valid for `valid_for`, named after the namespace it serves.
+pub fn generate_ca(namespace: &str, valid_for: Duration) -> Result<CaMaterial, CertError> {
     let now = OffsetDateTime::now_utc();
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = distinguished_name(&format!("beamstack webhook CA ({})", request.namespace));
+    ca_params.distinguished_name = distinguished_name(&format!("beamstack webhook CA ({namespace})"));
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -83,10 +90,23 @@ pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
     ];
     // A little slack in the past for clocks that disagree by a few minutes.
     ca_params.not_before = now - Duration::hours(1);
-    ca_params.not_after = now + request.valid_for * 10;
+    ca_params.not_after = now + valid_for;
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    let ca_cert = ca.pem();
+    Ok(CaMaterial {
+        cert: ca.pem(),
+        key: ca.key().serialize_pem(),
+    })
+}
 
+/// Signs a serving certificate for `request` with an existing CA. It is valid for `request.valid_for`, but never
+/// past the CA's own expiry (`ca_not_after`), since a certificate outliving its issuer would not verify anyway.
+pub fn issue_serving(
+    ca: &CaMaterial,
+    ca_not_after: OffsetDateTime,
+    request: &ServingCertRequest,
+) -> Result<(String, String), CertError> {
+    let now = OffsetDateTime::now_utc();
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, KeyPair::from_pem(&ca.key)?)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = distinguished_name(&format!("{}.{}.svc", request.service, request.namespace));
     params.subject_alt_names = request
@@ -104,14 +124,22 @@ pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + request.valid_for;
+    params.not_after = (now + request.valid_for).min(ca_not_after);
     let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Generates a fresh CA (valid ten times as long as the serving certificate) and a serving certificate signed by it.
+pub fn generate(request: &ServingCertRequest) -> Result<CertBundle, CertError> {
+    let ca_valid_for = request.valid_for * 10;
+    let ca = generate_ca(&request.namespace, ca_valid_for)?;
+    let (cert, key) = issue_serving(&ca, OffsetDateTime::now_utc() + ca_valid_for, request)?;
     Ok(CertBundle {
-        ca_key: ca.key().serialize_pem(),
-        ca_cert,
-        cert: cert.pem(),
-        key: key.serialize_pem(),
+        ca_cert: ca.cert,
+        ca_key: ca.key,
+        cert,
+        key,
     })
 }
 

@@ -10,6 +10,7 @@
 //! - `harness`: what marks a pipeline and which harness image it needs.
 //! - `units`: Flink, Spark and Kubernetes memory and cpu notations.
 //! - `config`: the webhook's configuration file.
+//! - `self_managed`: the CA and serving certificate the webhook keeps and renews itself (IO in its `controller`).
 
 pub mod admission;
 pub mod certs;
@@ -21,6 +22,7 @@ pub mod metrics;
 
 pub mod mutate;
 pub mod policy;
+pub mod self_managed;
 pub mod server;
 pub mod telemetry;
 

@@ -6,6 +6,8 @@ use beamstack::config::Config;
 use beamstack::policy::engine::{Engine, Limits};
 use beamstack::policy::load::{DirectorySource, Reload};
 use beamstack::policy::runtime::Runtime;
+use beamstack::self_managed::RenewalPolicy;
+use beamstack::self_managed::controller::SelfManaged;
 use beamstack::server::{ServeOptions, Server};
 use beamstack::telemetry::{self, LogFormat};
 use clap::{Args, Parser, Subcommand};
@@ -92,6 +94,89 @@ struct ServeArgs {
     /// Log filter in RUST_LOG syntax, such as `info` or `beamstack=debug,info`.
     #[arg(long, env = "BEAM_WEBHOOK_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    self_managed: SelfManagedArgs,
+}
+
+/// Self-managed certificates (the chart's `certificates.mode: selfManaged`).
+#[derive(Args, Clone)]
+struct SelfManagedArgs {
+    /// Keep a CA and serving certificate in a Secret, renew them before they expire, write the serving pair to
+    /// --tls-cert/--tls-key, and set the caBundle of the webhook configurations (needs the API server: in-cluster
+    /// config or KUBECONFIG).
+    #[arg(long, env = "BEAM_WEBHOOK_SELF_MANAGED_CERTS", requires = "cert_secret")]
+    self_managed_certs: bool,
+    /// The Secret that holds them, as NAMESPACE/NAME; its namespace is also the Service's.
+    #[arg(long, env = "BEAM_WEBHOOK_CERT_SECRET", value_parser = parse_namespaced)]
+    cert_secret: Option<(String, String)>,
+    /// Name of the MutatingWebhookConfiguration and ValidatingWebhookConfiguration whose caBundle is kept.
+    #[arg(long, env = "BEAM_WEBHOOK_CONFIGURATION", default_value = "beamstack")]
+    webhook_configuration: String,
+    /// The webhook Service's name, for the certificate's DNS names.
+    #[arg(long, env = "BEAM_WEBHOOK_SERVICE", default_value = "beam-webhook")]
+    cert_service: String,
+    /// More DNS names or IP addresses for the serving certificate (repeatable).
+    #[arg(long = "cert-name", env = "BEAM_WEBHOOK_CERT_NAMES", value_delimiter = ',')]
+    cert_names: Vec<String>,
+    /// Lifetime of a serving certificate; a new CA lives ten times as long.
+    #[arg(long, env = "BEAM_WEBHOOK_CERT_VALIDITY", default_value = "365days", value_parser = humantime::parse_duration)]
+    cert_validity: Duration,
+    /// Renew the serving certificate when less than this is left.
+    #[arg(long, env = "BEAM_WEBHOOK_CERT_RENEW_BEFORE", default_value = "30days", value_parser = humantime::parse_duration)]
+    cert_renew_before: Duration,
+    /// How often the Secret and the caBundles are checked (and drift repaired).
+    #[arg(long, env = "BEAM_WEBHOOK_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    cert_check_interval: Duration,
+}
+
+fn parse_namespaced(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((namespace.to_string(), name.to_string()))
+        }
+        _ => Err(format!(
+            "`{text}` is not NAMESPACE/NAME, such as beamstack/beam-webhook-tls"
+        )),
+    }
+}
+
+impl SelfManagedArgs {
+    /// The controller, when the mode is on.
+    fn controller(&self, serve: &ServeArgs) -> Result<Option<SelfManaged>, String> {
+        let (true, Some((namespace, name))) = (self.self_managed_certs, self.cert_secret.clone()) else {
+            return Ok(None);
+        };
+        let span = |duration: Duration| {
+            time::Duration::try_from(duration).map_err(|error| format!("certificate lifetime: {error}"))
+        };
+        let valid_for = span(self.cert_validity)?;
+        let renew_before = span(self.cert_renew_before)?;
+        if renew_before >= valid_for {
+            return Err(format!(
+                "--cert-renew-before ({}) must be shorter than --cert-validity ({})",
+                humantime::format_duration(self.cert_renew_before),
+                humantime::format_duration(self.cert_validity)
+            ));
+        }
+        Ok(Some(SelfManaged {
+            secret_namespace: namespace.clone(),
+            secret_name: name,
+            configuration: self.webhook_configuration.clone(),
+            policy: RenewalPolicy {
+                serving: ServingCertRequest {
+                    service: self.cert_service.clone(),
+                    namespace,
+                    extra_names: self.cert_names.clone(),
+                    valid_for,
+                },
+                renew_before,
+                ca_valid_for: valid_for * 10,
+            },
+            cert_path: serve.tls_cert.clone(),
+            key_path: serve.tls_key.clone(),
+            check_interval: self.cert_check_interval,
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -162,6 +247,7 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> Result<(), String> {
     telemetry::init(args.log_format, &args.log_level)?;
     let config = load_config(args.config.as_ref())?;
+    let self_managed = args.self_managed.controller(&args)?;
     let options = ServeOptions {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -178,13 +264,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
-        let cluster = match (args.cluster, admission.engine()) {
-            (true, Some(engine)) => {
-                let client = kube::Client::try_default()
-                    .await
-                    .map_err(|error| format!("--cluster: cannot reach the API server: {error}"))?;
-                Some(beamstack::policy::cluster::start(client, Arc::clone(engine)))
-            }
+        let client = if args.cluster || self_managed.is_some() {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|error| format!("cannot reach the API server (--cluster, --self-managed-certs): {error}"))?;
+            Some(client)
+        } else {
+            None
+        };
+        if let (Some(controller), Some(client)) = (self_managed, &client) {
+            // The server needs its certificate before it can start: the first pass makes or reads it.
+            let pass = controller.first_pass(client).await;
+            tracing::info!(
+                change = pass.change.as_deref().unwrap_or("none"),
+                missing = ?pass.missing,
+                "self-managed certificates in place"
+            );
+            tokio::spawn(controller.run(client.clone()));
+        }
+        let cluster = match (args.cluster, admission.engine(), client) {
+            (true, Some(engine), Some(client)) => Some(beamstack::policy::cluster::start(client, Arc::clone(engine))),
             _ => None,
         };
         let server = Server::start(&options, admission, source, cluster)
