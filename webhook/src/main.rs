@@ -118,9 +118,13 @@ struct SelfManagedArgs {
     /// More DNS names or IP addresses for the serving certificate (repeatable).
     #[arg(long = "cert-name", env = "BEAM_WEBHOOK_CERT_NAMES", value_delimiter = ',')]
     cert_names: Vec<String>,
-    /// Lifetime of a serving certificate; a new CA lives ten times as long.
+    /// Lifetime of a serving certificate.
     #[arg(long, env = "BEAM_WEBHOOK_CERT_VALIDITY", default_value = "365days", value_parser = humantime::parse_duration)]
     cert_validity: Duration,
+    /// Lifetime of a new CA (ten times --cert-validity when not given). A CA is replaced when less than one serving
+    /// lifetime plus --cert-renew-before is left; the old one stays trusted until it expires.
+    #[arg(long, env = "BEAM_WEBHOOK_CA_VALIDITY", value_parser = humantime::parse_duration)]
+    ca_validity: Option<Duration>,
     /// Renew the serving certificate when less than this is left.
     #[arg(long, env = "BEAM_WEBHOOK_CERT_RENEW_BEFORE", default_value = "30days", value_parser = humantime::parse_duration)]
     cert_renew_before: Duration,
@@ -158,6 +162,17 @@ impl SelfManagedArgs {
                 humantime::format_duration(self.cert_validity)
             ));
         }
+        let ca_valid_for = match self.ca_validity {
+            Some(duration) => span(duration)?,
+            None => valid_for * 10,
+        };
+        if ca_valid_for <= valid_for + renew_before {
+            return Err(format!(
+                "--ca-validity ({}) must be longer than --cert-validity plus --cert-renew-before, or the CA would be \
+                 replaced at every check",
+                humantime::format_duration(self.ca_validity.unwrap_or_default())
+            ));
+        }
         Ok(Some(SelfManaged {
             secret_namespace: namespace.clone(),
             secret_name: name,
@@ -170,7 +185,7 @@ impl SelfManagedArgs {
                     valid_for,
                 },
                 renew_before,
-                ca_valid_for: valid_for * 10,
+                ca_valid_for,
             },
             cert_path: serve.tls_cert.clone(),
             key_path: serve.tls_key.clone(),

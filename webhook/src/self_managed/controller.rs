@@ -79,14 +79,14 @@ impl SelfManaged {
         if let Some(change) = &change {
             self.store(&secrets, existing, &material, change).await?;
         }
-        let files_written = self.write_files(&material)?;
         let mut pass = Pass {
             change: change.map(|change| change.to_string()),
-            files_written,
             ..Pass::default()
         };
+        // The caBundles first: a certificate from a new CA is served only once the API server can trust it.
         self.set_ca_bundles(client, material.ca_bundle.as_bytes(), &mut pass)
             .await?;
+        pass.files_written = self.write_files(&material)?;
         Ok(pass)
     }
 

@@ -6,8 +6,9 @@
 //! the IO (the Secret, the files the TLS reloader reads, the webhook configurations).
 //!
 //! Rotation without a failed admission: the API server trusts every CA in the caBundle. A new CA is therefore
-//! added beside the old one, which stays in the bundle until it expires; serving certificates are then signed by
-//! the new CA. A renewed serving certificate from the same CA needs no caBundle change at all.
+//! added beside the old one, which stays in the bundle until it expires, and the serving certificate from the old
+//! CA is kept for one more pass: only after that pass has set the new bundle is a certificate from the new CA
+//! served. A renewed serving certificate from the same CA needs no caBundle change at all.
 
 pub mod controller;
 
@@ -201,9 +202,22 @@ pub fn reconcile(
         .filter(|&index| bundle[index].not_after > now)
         .collect();
     if signing_ca.remaining(now) < policy.ca_renew_before() {
-        let reason = format!("it expires at {}", signing_ca.not_after);
         let kept: String = live.iter().filter_map(|&index| blocks.get(index).cloned()).collect();
-        return rotated_ca(policy, &kept, reason);
+        let ca = certs::generate_ca(&policy.serving.namespace, policy.ca_valid_for)?;
+        let ca_not_after = OffsetDateTime::now_utc() + policy.ca_valid_for;
+        let mut material = Material {
+            ca_bundle: format!("{}{kept}", ca.cert),
+            ca_key: ca.key.clone(),
+            cert: stored.cert.clone(),
+            key: stored.key.clone(),
+        };
+        // The serving certificate from the old CA stays until the API server trusts the new one: it is replaced at
+        // the next pass, after this pass has set the new bundle. One that cannot be served anyway goes now.
+        if serving_fault(stored, signing_ca, policy, now).is_some() {
+            (material.cert, material.key) = certs::issue_serving(&ca, ca_not_after, &policy.serving)?;
+        }
+        let reason = format!("it expires at {}", signing_ca.not_after);
+        return Ok((material, Some(Change::NewCa { reason })));
     }
     let mut material = stored.clone();
     let mut change = None;
@@ -257,28 +271,16 @@ fn serving_fault(
 }
 
 fn fresh(policy: &RenewalPolicy, reason: String) -> Result<(Material, Option<Change>), CertError> {
-    let (material, _) = rotated_ca(policy, "", String::new())?;
-    Ok((material, Some(Change::Created { reason })))
-}
-
-/// A new signing CA, put first in front of the CAs still trusted, and a serving certificate from it.
-fn rotated_ca(
-    policy: &RenewalPolicy,
-    still_trusted: &str,
-    reason: String,
-) -> Result<(Material, Option<Change>), CertError> {
     let ca = certs::generate_ca(&policy.serving.namespace, policy.ca_valid_for)?;
     let ca_not_after = OffsetDateTime::now_utc() + policy.ca_valid_for;
     let (cert, key) = certs::issue_serving(&ca, ca_not_after, &policy.serving)?;
-    Ok((
-        Material {
-            ca_bundle: format!("{}{still_trusted}", ca.cert),
-            ca_key: ca.key,
-            cert,
-            key,
-        },
-        Some(Change::NewCa { reason }),
-    ))
+    let material = Material {
+        ca_bundle: ca.cert,
+        ca_key: ca.key,
+        cert,
+        key,
+    };
+    Ok((material, Some(Change::Created { reason })))
 }
 
 #[cfg(test)]
@@ -346,7 +348,8 @@ mod tests {
     #[test]
     fn a_ca_near_expiry_is_replaced_and_the_old_one_stays_trusted_beside_it() {
         let material = created();
-        // 270 of the CA's 300 days gone: 30 left, less than a serving lifetime plus a renewal window (37).
+        // 270 of the CA's 300 days gone: 30 left, less than a serving lifetime plus a renewal window (37). The
+        // serving certificate has expired by then, so it is replaced at once, from the new CA.
         let later = OffsetDateTime::now_utc() + Duration::days(270);
         let (rotated, change) = reconcile(Some(&material), &policy(), later).unwrap();
         assert!(matches!(change, Some(Change::NewCa { .. })), "{change:?}");
@@ -355,6 +358,37 @@ mod tests {
         assert!(rotated.ca_bundle.ends_with(&material.ca_bundle));
         assert!(parse_pem_chain(&rotated.cert).unwrap()[0].signed_by(&bundle[0]));
         assert!(!parse_pem_chain(&rotated.cert).unwrap()[0].signed_by(&bundle[1]));
+    }
+
+    #[test]
+    fn a_usable_serving_certificate_outlives_its_ca_rotation_by_one_pass() {
+        // A CA with 35 days left (less than 30 + 7) and a fresh serving certificate from it.
+        let ca = certs::generate_ca("beamstack", Duration::days(35)).unwrap();
+        let ca_end = OffsetDateTime::now_utc() + Duration::days(35);
+        let (cert, key) = certs::issue_serving(&ca, ca_end, &policy().serving).unwrap();
+        let stored = Material {
+            ca_bundle: ca.cert.clone(),
+            ca_key: ca.key,
+            cert,
+            key,
+        };
+        let now = OffsetDateTime::now_utc();
+        let (first, change) = reconcile(Some(&stored), &policy(), now).unwrap();
+        assert!(matches!(change, Some(Change::NewCa { .. })), "{change:?}");
+        assert_eq!(first.cert, stored.cert, "served until the API server has the new CA");
+        assert_eq!(parse_pem_chain(&first.ca_bundle).unwrap().len(), 2);
+        // The next pass: the certificate is not the current CA's, so it is replaced; the bundle stays.
+        let (second, change) = reconcile(Some(&first), &policy(), now).unwrap();
+        assert!(
+            matches!(change, Some(Change::Reissued { ref reason }) if reason.contains("not signed by the current CA")),
+            "{change:?}"
+        );
+        assert_eq!(second.ca_bundle, first.ca_bundle);
+        let bundle = parse_pem_chain(&second.ca_bundle).unwrap();
+        assert!(parse_pem_chain(&second.cert).unwrap()[0].signed_by(&bundle[0]));
+        let (third, change) = reconcile(Some(&second), &policy(), now).unwrap();
+        assert_eq!(change, None);
+        assert_eq!(third, second);
     }
 
     #[test]
