@@ -124,7 +124,12 @@ EOF
     log "API server ready after $((SECONDS - started)) s"
 
     "$bin/kubectl" apply --server-side -f "$root/tests/crds/" -f "$root/charts/beamstack/crds/" >/dev/null
-    "$bin/kubectl" wait --for condition=established --timeout 60s crd --all >/dev/null
+    # A CRD created a moment ago may have no status yet, which kubectl wait reports as an error: ask again.
+    for attempt in 1 2 3 4 5; do
+        "$bin/kubectl" wait --for condition=established --timeout 60s crd --all >/dev/null 2>&1 && break
+        [[ $attempt == 5 ]] && { "$bin/kubectl" wait --for condition=established --timeout 5s crd --all; exit 1; }
+        sleep 0.5
+    done
     "$bin/kubectl" create namespace beamstack >/dev/null
 
     # The webhook: certificates from beam-webhook certs for the chart's Service name plus loopback, the shipped

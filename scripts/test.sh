@@ -28,12 +28,14 @@ echo "ok"
 step "the control plane and clients of the end-to-end suite, built from their Go modules (cached in .tools/bin)"
 bash scripts/e2e-tools.sh
 
-step "Helm chart: helm lint, helm template (both certificate modes)"
+step "Helm chart: helm lint, helm template (the three certificate modes)"
 .tools/bin/helm lint --strict charts/beamstack 2>/dev/null
 .tools/bin/helm template beamstack charts/beamstack -n beamstack --kube-version 1.34.4 2>/dev/null >/dev/null
 .tools/bin/helm template beamstack charts/beamstack -n beamstack --kube-version 1.34.4 \
   --set certificates.mode=provided --set certificates.caBundle=Y2E= --set webhook.url=https://127.0.0.1:9443 \
   2>/dev/null >/dev/null
+.tools/bin/helm template beamstack charts/beamstack -n beamstack --kube-version 1.34.4 \
+  --set certificates.mode=selfManaged 2>/dev/null >/dev/null
 echo "ok"
 
 step "Prometheus from Debian's packages (the monitoring scenario scrapes the webhook with it)"

@@ -23,6 +23,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "beamstack.clientConfig" -}}
 {{- $root := index . 0 -}}
 {{- $path := index . 1 -}}
+{{- $kind := index . 2 -}}
 {{- if $root.Values.webhook.url }}
 url: {{ printf "%s%s" (trimSuffix "/" $root.Values.webhook.url) $path | quote }}
 {{- else }}
@@ -34,6 +35,16 @@ service:
 {{- end }}
 {{- if eq $root.Values.certificates.mode "provided" }}
 caBundle: {{ required "certificates.caBundle is required in provided mode (base64 of the CA's PEM)" $root.Values.certificates.caBundle }}
+{{- else if eq $root.Values.certificates.mode "selfManaged" }}
+{{- /* The webhook sets the caBundle; an upgrade keeps the one it set instead of blanking it until the next check. */}}
+{{- $existing := lookup "admissionregistration.k8s.io/v1" $kind "" "beamstack" }}
+{{- range (($existing | default dict).webhooks | default list) }}
+{{- if and (eq .name "runners.mutate.beamstack.dev") .clientConfig.caBundle }}
+caBundle: {{ .clientConfig.caBundle }}
+{{- else if and (eq .name "runners.validate.beamstack.dev") .clientConfig.caBundle }}
+caBundle: {{ .clientConfig.caBundle }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

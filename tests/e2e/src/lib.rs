@@ -172,3 +172,56 @@ pub fn script(args: &[&str]) -> Run {
         .unwrap()
         .into()
 }
+
+/// A base64 CA certificate that did not sign the webhook's.
+pub fn other_ca_base64() -> String {
+    let dir = root().join(".e2e/other-ca");
+    let run = Command::new(root().join("target/debug/beam-webhook"))
+        .args(["certs", "--out", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let pem = std::fs::read(dir.join("ca.crt")).unwrap();
+    let run = Command::new("base64")
+        .args(["-w0", dir.join("ca.crt").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!pem.is_empty());
+    String::from_utf8(run.stdout).unwrap()
+}
+
+/// Patches the caBundle of every webhook of both configurations.
+pub fn set_ca_bundle(bundle_base64: &str) {
+    for (kind, webhooks) in [
+        ("mutatingwebhookconfiguration", 1),
+        ("validatingwebhookconfiguration", 2),
+    ] {
+        let operations: Vec<String> = (0..webhooks)
+            .map(|index| {
+                format!(
+                    "{{\"op\": \"replace\", \"path\": \"/webhooks/{index}/clientConfig/caBundle\", \"value\": \"{bundle_base64}\"}}"
+                )
+            })
+            .collect();
+        let run = kubectl(&[
+            "patch",
+            kind,
+            "beamstack",
+            "--type=json",
+            "-p",
+            &format!("[{}]", operations.join(",")),
+        ]);
+        assert!(run.ok, "{}", run.stderr);
+    }
+}
+
+pub fn base64_of(bytes: &[u8]) -> String {
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}

@@ -549,7 +549,7 @@ fn webhook_down_and_doctor() {
     assert!(apply(&in_namespace(&fixture(FLINK_PIPELINE), &ns)).ok);
 
     // A caBundle from another CA: the API server cannot trust the webhook, and doctor says which check broke.
-    let other_ca = tempdir_certs();
+    let other_ca = other_ca_base64();
     let original = kubectl(&[
         "get",
         "validatingwebhookconfiguration",
@@ -575,59 +575,6 @@ fn webhook_down_and_doctor() {
     assert!(!doctor.ok);
     assert!(doctor.stdout.contains("TLS handshake"), "{}", doctor.stdout);
     assert!(patch(&original).ok);
-}
-
-/// A base64 CA certificate that did not sign the webhook's.
-fn tempdir_certs() -> String {
-    let dir = root().join(".e2e/other-ca");
-    let run = std::process::Command::new(root().join("target/debug/beam-webhook"))
-        .args(["certs", "--out", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(run.status.success());
-    let pem = std::fs::read(dir.join("ca.crt")).unwrap();
-    let run = std::process::Command::new("base64")
-        .args(["-w0", dir.join("ca.crt").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!pem.is_empty());
-    String::from_utf8(run.stdout).unwrap()
-}
-
-/// Patches the caBundle of every webhook of both configurations.
-fn set_ca_bundle(bundle_base64: &str) {
-    for (kind, webhooks) in [
-        ("mutatingwebhookconfiguration", 1),
-        ("validatingwebhookconfiguration", 2),
-    ] {
-        let operations: Vec<String> = (0..webhooks)
-            .map(|index| {
-                format!(
-                    "{{\"op\": \"replace\", \"path\": \"/webhooks/{index}/clientConfig/caBundle\", \"value\": \"{bundle_base64}\"}}"
-                )
-            })
-            .collect();
-        let run = kubectl(&[
-            "patch",
-            kind,
-            "beamstack",
-            "--type=json",
-            "-p",
-            &format!("[{}]", operations.join(",")),
-        ]);
-        assert!(run.ok, "{}", run.stderr);
-    }
-}
-
-fn base64_of(bytes: &[u8]) -> String {
-    let mut child = std::process::Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
 }
 
 /// Scenario 9: certificates rotated to a new CA while the API server keeps sending requests, the way certs/README.md

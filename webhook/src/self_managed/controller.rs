@@ -31,7 +31,7 @@ pub enum ControllerError {
         name: String,
         source: kube::Error,
     },
-    #[error("another replica changed the Secret first; it is read again")]
+    #[error("another replica wrote the Secret or a webhook configuration first; it is read again")]
     Conflict,
     #[error(transparent)]
     Cert(#[from] crate::certs::CertError),
@@ -162,11 +162,16 @@ impl SelfManaged {
     ) -> Result<(), ControllerError> {
         let name = &self.configuration;
         let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+        // Two replicas setting the same bundle at once: the loser's write conflicts, and the winner's is what it
+        // would have written.
         let error = |kind: &'static str| {
-            move |source| ControllerError::Configuration {
-                kind,
-                name: name.clone(),
-                source,
+            move |source: kube::Error| match &source {
+                kube::Error::Api(status) if status.is_conflict() => ControllerError::Conflict,
+                _ => ControllerError::Configuration {
+                    kind,
+                    name: name.clone(),
+                    source,
+                },
             }
         };
         match mutating
@@ -298,7 +303,9 @@ fn write_atomically(path: &Path, contents: &str, private: bool) -> Result<(), Co
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(error)?;
     }
-    let temporary = path.with_extension("tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     std::fs::write(&temporary, contents).map_err(error)?;
     #[cfg(unix)]
     if private {
@@ -315,7 +322,7 @@ mod tests {
 
     #[test]
     fn every_ca_bundle_is_set_and_a_second_pass_changes_nothing() {
-        let mut bundles = vec![None, Some(ByteString(b"old".to_vec()))];
+        let mut bundles = [None, Some(ByteString(b"old".to_vec()))];
         assert!(set_all(bundles.iter_mut(), b"new"));
         assert!(bundles.iter().all(|bundle| bundle.as_ref().unwrap().0 == b"new"));
         assert!(!set_all(bundles.iter_mut(), b"new"));
@@ -344,7 +351,7 @@ mod tests {
         write_atomically(&path, "first", true).unwrap();
         write_atomically(&path, "second", true).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!dir.path().join("tls").join("tls.key.tmp").exists());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
