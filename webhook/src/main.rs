@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve admission reviews over HTTPS (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Generate a CA and a serving certificate for the webhook's Service (dev setups, tests, self-managed mode).
     Certs(CertArgs),
     /// Answer one AdmissionReview read from a file (or - for stdin) and print the answer, without a server.
@@ -242,7 +242,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Certs(args)) => generate_certs(args),
         Some(Command::Review(args)) => review(args),
         Some(Command::Crds) => {
