@@ -215,7 +215,7 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
     for part in [
         "--runner=FlinkRunner",
         "--flink_master=shared-rest:8081",
-        "--flink_submit_uber_jar=true",
+        "--flink_submit_uber_jar",
         "--flink_version=1.20",
         "--environment_type=EXTERNAL",
     ] {

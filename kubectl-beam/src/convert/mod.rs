@@ -204,9 +204,20 @@ fn launcher_args(options: &[(String, String)]) -> Vec<String> {
         "apache_beam.yaml.main".to_owned(),
         format!("--yaml_pipeline_file={PIPELINE_MOUNT}/pipeline.yaml"),
     ];
-    args.extend(options.iter().map(|(key, value)| format!("--{key}={value}")));
+    args.extend(options.iter().map(|(key, value)| {
+        if STORE_TRUE_FLAGS.contains(&key.as_str()) && value == "true" {
+            format!("--{key}")
+        } else {
+            format!("--{key}={value}")
+        }
+    }));
     args
 }
+
+/// Beam options declared with argparse's `store_true`: Beam refuses them with a value (`--streaming=true` exits 2
+/// with "argument --streaming: ignored explicit argument 'true'"), so they are passed bare. Found by running the
+/// session launcher against a real Flink (tests/e2e/tests/flink_run.rs).
+const STORE_TRUE_FLAGS: &[&str] = &["streaming", "flink_submit_uber_jar"];
 
 fn labels(settings: &RunSettings) -> Value {
     with_user_labels(
@@ -587,5 +598,24 @@ mod tests {
             json!({"beamstack.dev/pipeline": "wc"}),
         );
         assert_eq!(merged["beamstack.dev/pipeline"], "wc");
+    }
+
+    #[test]
+    fn store_true_flags_are_passed_bare_because_beam_refuses_a_value() {
+        let options = [
+            ("runner".to_owned(), "FlinkRunner".to_owned()),
+            ("flink_submit_uber_jar".to_owned(), "true".to_owned()),
+            ("streaming".to_owned(), "true".to_owned()),
+            ("parallelism".to_owned(), "2".to_owned()),
+        ];
+        assert_eq!(
+            launcher_args(&options)[4..],
+            [
+                "--runner=FlinkRunner",
+                "--flink_submit_uber_jar",
+                "--streaming",
+                "--parallelism=2"
+            ]
+        );
     }
 }

@@ -12,12 +12,30 @@ pub struct BeamRelease {
     pub spark_major: &'static str,
 }
 
-pub const RELEASES: &[BeamRelease] = &[BeamRelease {
-    beam: "2.77.0",
-    flink_minors: &["1.19", "1.20", "2.0", "2.1", "2.2"],
-    python_minors: &["3.10", "3.11", "3.12", "3.13"],
-    spark_major: "3",
-}];
+/// Newest first. The Flink minors are the Python SDK's `FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS` of that
+/// release and the Python minors its wheel's classifiers (`Requires-Python`), read from the release's PyPI wheel.
+/// 2.70.0 and 2.62.0 are here because they are the releases whose Flink 1.19 runner the end-to-end Flink run
+/// (scenario 11, tests/e2e/tests/flink_run.rs) can fetch: 2.62.0 is the one it runs (see scripts/flink-local.sh).
+pub const RELEASES: &[BeamRelease] = &[
+    BeamRelease {
+        beam: "2.77.0",
+        flink_minors: &["1.19", "1.20", "2.0", "2.1", "2.2"],
+        python_minors: &["3.10", "3.11", "3.12", "3.13"],
+        spark_major: "3",
+    },
+    BeamRelease {
+        beam: "2.70.0",
+        flink_minors: &["1.17", "1.18", "1.19", "1.20"],
+        python_minors: &["3.10", "3.11", "3.12", "3.13"],
+        spark_major: "3",
+    },
+    BeamRelease {
+        beam: "2.62.0",
+        flink_minors: &["1.17", "1.18", "1.19"],
+        python_minors: &["3.9", "3.10", "3.11", "3.12"],
+        spark_major: "3",
+    },
+];
 
 pub const DEFAULT_BEAM: &str = "2.77.0";
 pub const DEFAULT_FLINK: &str = "1.20";
@@ -111,6 +129,41 @@ mod tests {
     }
 
     #[test]
+    fn older_releases_have_their_own_rows() {
+        let v270 = Versions::resolve("2.70.0", "1.19", "3.11").unwrap();
+        assert_eq!(v270.flink_version_enum(), "v1_19");
+        assert_eq!(v270.job_server_jar(), "beam-runners-flink-1.19-job-server-2.70.0.jar");
+        assert_eq!(v270.harness_image(), "apache/beam_python3.11_sdk:2.70.0");
+        assert!(Versions::resolve("2.70.0", "1.20", "3.13").is_ok());
+        assert!(Versions::resolve("2.70.0", "1.17", "3.10").is_ok());
+        let v262 = Versions::resolve("2.62.0", "1.19", "3.11").unwrap();
+        assert_eq!(v262.job_server_jar(), "beam-runners-flink-1.19-job-server-2.62.0.jar");
+        assert_eq!(v262.harness_image(), "apache/beam_python3.11_sdk:2.62.0");
+        assert!(Versions::resolve("2.62.0", "1.17", "3.9").is_ok());
+        // What those releases do not publish: Flink 2.x and 1.20 (2.62), Python 3.9 (2.70), Python 3.13 (2.62).
+        assert!(
+            Versions::resolve("2.70.0", "2.0", "3.11")
+                .unwrap_err()
+                .contains("--flink-version 1.17, 1.18, 1.19, 1.20")
+        );
+        assert!(
+            Versions::resolve("2.62.0", "1.20", "3.11")
+                .unwrap_err()
+                .contains("--flink-version 1.17, 1.18, 1.19")
+        );
+        assert!(
+            Versions::resolve("2.70.0", "1.19", "3.9")
+                .unwrap_err()
+                .contains("--python-version 3.10, 3.11, 3.12, 3.13")
+        );
+        assert!(
+            Versions::resolve("2.62.0", "1.19", "3.13")
+                .unwrap_err()
+                .contains("--python-version 3.9, 3.10, 3.11, 3.12")
+        );
+    }
+
+    #[test]
     fn unsupported_combinations_say_what_to_use() {
         assert!(
             Versions::resolve("2.77.0", "1.18", "3.11")
@@ -125,7 +178,7 @@ mod tests {
         assert!(
             Versions::resolve("2.60.0", "1.20", "3.11")
                 .unwrap_err()
-                .contains("2.77.0")
+                .contains("use one of 2.77.0, 2.70.0, 2.62.0")
         );
     }
 }
