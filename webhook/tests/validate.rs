@@ -133,7 +133,7 @@ async fn each_flink_rule_names_its_field() {
             "replicas",
             |o| o["spec"]["taskManager"]["replicas"] = json!(0),
             "spec.taskManager.replicas",
-            "at least 1",
+            "whole number from 1 to 2147483647",
         ),
         (
             "ha",
@@ -145,7 +145,7 @@ async fn each_flink_rule_names_its_field() {
             "parallelism",
             |o| o["spec"]["job"]["parallelism"] = json!(0),
             "spec.job.parallelism",
-            "at least 1",
+            "whole number from 1 to 2147483647",
         ),
         (
             "forbidden key",
@@ -255,7 +255,7 @@ async fn session_job_rules() {
         (
             |o| o["spec"]["job"]["parallelism"] = json!(-2),
             "spec.job.parallelism",
-            "at least 1",
+            "whole number from 1 to 2147483647",
         ),
         (
             |o| o["spec"]["flinkConfiguration"] = json!({"kubernetes.namespace": "x"}),
@@ -341,7 +341,7 @@ async fn each_spark_rule_names_its_field() {
         (
             |o| o["spec"]["executor"]["instances"] = json!(0),
             "spec.executor.instances",
-            "at least 1",
+            "whole number from 1 to 2147483647",
         ),
         (
             |o| o["spec"]["dynamicAllocation"] = json!({"enabled": true, "minExecutors": 5, "maxExecutors": 2}),

@@ -387,8 +387,9 @@ impl Admission {
 
 fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
     // The error path parses a second time to tell malformed JSON from JSON of the wrong shape: serde_json calls
-    // some type errors (a number where an enum is expected) syntax errors.
-    let syntax_error = || serde_json::from_slice::<serde::de::IgnoredAny>(body).err();
+    // some type errors (a number where an enum is expected) syntax errors. Parsed into a Value, not skipped: skipping
+    // does not check that strings are UTF-8.
+    let syntax_error = || serde_json::from_slice::<serde_json::Value>(body).err();
     // serde would read a struct from a JSON array too; an AdmissionReview is an object.
     if !body.trim_ascii_start().starts_with(b"{") {
         return Err(match syntax_error() {
@@ -400,7 +401,7 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
         });
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    let review: AdmissionReviewRequest = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let review: AdmissionReviewRequest = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = shorten(&error.path().to_string());
         let inner = error.into_inner();
         if inner.to_string().starts_with("recursion limit exceeded") {
@@ -419,6 +420,10 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
             BadRequest::new("invalid-field", format!("AdmissionReview field `{path}`: {inner}"))
         }
     })?;
+    // One document and nothing after it: `{...}}garbage` is not an AdmissionReview.
+    deserializer
+        .end()
+        .map_err(|error| BadRequest::new("malformed-json", format!("request body is not valid JSON: {error}")))?;
     if review.api_version.as_deref() != Some(review::API_VERSION) {
         return Err(BadRequest::new(
             "wrong-api-version",

@@ -25,6 +25,10 @@ use tls::CertificateStore;
 
 /// The API server refuses requests over 3 MiB; an AdmissionReview larger than that did not come from it.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// A request (its body included) that takes longer than this is answered 408: the API server waits at most
+/// `timeoutSeconds` (10 s at most) for an answer, so a slower client is not the API server, and must not hold a
+/// task and its buffer forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every request handler shares.
 pub struct AppState {
@@ -76,7 +80,31 @@ pub fn admission_router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), deadline))
         .with_state(state)
+}
+
+/// Answers 408 when a request, body included, takes longer than `REQUEST_TIMEOUT`.
+async fn deadline(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state.metrics.record_bad_request("timeout");
+            tracing::warn!("admission request not complete after {REQUEST_TIMEOUT:?}: a slow client");
+            error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                &format!(
+                    "the request was not complete after {} s; the API server sends a whole AdmissionReview at once",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )
+        }
+    }
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {

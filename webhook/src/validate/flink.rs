@@ -57,14 +57,8 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
     }
     for role in ["jobManager", "taskManager"] {
         check_resource(object, role, out);
-        if let Some(replicas) = get(object, &["spec", role, "replicas"])
-            && replicas.as_i64().is_none_or(|count| count < 1)
-        {
-            out.push(Violation::new(
-                "flink-replicas",
-                format!("spec.{role}.replicas"),
-                format!("must be at least 1, got {replicas}"),
-            ));
+        if let Some(fault) = get(object, &["spec", role, "replicas"]).and_then(super::count_fault) {
+            out.push(Violation::new("flink-replicas", format!("spec.{role}.replicas"), fault));
         }
     }
     let configuration = flink_configuration(object);
@@ -241,14 +235,12 @@ fn check_resource(object: &Value, role: &str, out: &mut Vec<Violation>) {
 }
 
 fn check_parallelism(job: &Value, out: &mut Vec<Violation>) {
-    if let Some(parallelism) = job.get("parallelism").filter(|value| !value.is_null())
-        && parallelism.as_i64().is_none_or(|count| count < 1)
+    if let Some(fault) = job
+        .get("parallelism")
+        .filter(|value| !value.is_null())
+        .and_then(super::count_fault)
     {
-        out.push(Violation::new(
-            "flink-parallelism",
-            "spec.job.parallelism",
-            format!("must be at least 1, got {parallelism}"),
-        ));
+        out.push(Violation::new("flink-parallelism", "spec.job.parallelism", fault));
     }
 }
 

@@ -94,6 +94,15 @@ pub fn denial_message(kind: &str, name: &str, violations: &[Violation]) -> Strin
 }
 
 /// A dotted path with the JSON-path style index for arrays: `spec.containers[1].image`.
+/// What is wrong with a count the operators read as a Kubernetes int32 (replicas, parallelism, instances), if
+/// anything: it must be a whole number from 1 to 2147483647.
+pub(crate) fn count_fault(value: &serde_json::Value) -> Option<String> {
+    match value.as_i64() {
+        Some(count) if (1..=i64::from(i32::MAX)).contains(&count) => None,
+        _ => Some(format!("must be a whole number from 1 to 2147483647, got {value}")),
+    }
+}
+
 pub(crate) fn field(path: &[&str], rest: &str) -> String {
     crate::mutate::dotted(path, rest)
 }

@@ -139,13 +139,15 @@ fn check_role(spec: &Value, path: &[&str], role: &str, out: &mut Vec<Violation>)
         }
     }
     if role == "executor"
-        && let Some(instances) = role_spec.get("instances").filter(|value| !value.is_null())
-        && instances.as_i64().is_none_or(|count| count < 1)
+        && let Some(fault) = role_spec
+            .get("instances")
+            .filter(|value| !value.is_null())
+            .and_then(super::count_fault)
     {
         out.push(Violation::new(
             "spark-resources",
             field(path, "executor.instances"),
-            format!("must be at least 1, got {instances}"),
+            fault,
         ));
     }
 }

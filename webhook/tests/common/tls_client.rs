@@ -66,6 +66,21 @@ impl Client {
         }
     }
 
+    /// A TLS connection with nothing sent on it yet, for clients that misbehave on purpose.
+    pub async fn connect(
+        &self,
+        address: SocketAddr,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("localhost").unwrap();
+        self.connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
     pub async fn request(&self, address: SocketAddr, method: &str, path: &str, body: Vec<u8>) -> Result<Reply, String> {
         let tcp = tokio::net::TcpStream::connect(address)
             .await
