@@ -435,3 +435,24 @@ fn a_session_cluster_is_a_jobless_flink_deployment_ready_for_the_harness() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn an_older_beam_release_gets_its_newest_flink_minor_by_default() {
+    // Beam 2.62.0 publishes no Flink 1.20 runner (the built-in default): its newest, 1.19, is used.
+    let objects = run_objects(&["examples/beam/simple_filter.yaml", "--beam-version", "2.62.0"]);
+    let deployment = &objects[1];
+    assert_eq!(deployment["spec"]["flinkVersion"], "v1_19");
+    assert_eq!(
+        deployment["spec"]["job"]["jarURI"],
+        "local:///opt/flink/usrlib/beam-runners-flink-1.19-job-server-2.62.0.jar"
+    );
+    // The Spark runner does not need a Flink minor, and no longer trips over the default one.
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--beam-version",
+        "2.62.0",
+        "--runner",
+        "spark",
+    ]);
+    assert_eq!(objects[1]["kind"], "SparkApplication");
+}

@@ -217,9 +217,17 @@ impl VersionArgs {
                 .or_else(|| default.clone())
                 .unwrap_or_else(|| builtin.to_owned())
         };
+        let beam = pick(&self.beam_version, &defaults.beam_version, versions::DEFAULT_BEAM);
+        // An older release without the default Flink minor (2.62.0 has no 1.20) gets its newest one.
+        let flink_default = match versions::release(&beam) {
+            Ok(release) if !release.flink_minors.contains(&versions::DEFAULT_FLINK) => {
+                release.flink_minors.last().copied().unwrap_or(versions::DEFAULT_FLINK)
+            }
+            _ => versions::DEFAULT_FLINK,
+        };
         Versions::resolve(
-            &pick(&self.beam_version, &defaults.beam_version, versions::DEFAULT_BEAM),
-            &pick(&self.flink_version, &defaults.flink_version, versions::DEFAULT_FLINK),
+            &beam,
+            &pick(&self.flink_version, &defaults.flink_version, flink_default),
             &pick(&self.python_version, &defaults.python_version, versions::DEFAULT_PYTHON),
         )
     }
