@@ -43,17 +43,27 @@ mkdir -p "$dl" "$base/jars"
 log() { printf '[flink-local] %s\n' "$*"; }
 start=$SECONDS
 
+# Java 17 and Maven, from Debian's packages when the machine lacks them.
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  log "Java 17 and Maven from Debian's packages"
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  export DEBIAN_FRONTEND=noninteractive
+  packages=(openjdk-17-jdk-headless maven)
+  sudo_if_needed apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
+    { sudo_if_needed apt-get update -qq && sudo_if_needed apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; }
+fi
+
 # 1. Flink.
 if [ ! -f "$flink_home/.complete" ]; then
   log "Flink $flink from PyPI (apache-flink-libraries sdist: lib, opt, plugins; apache-flink wheel: bin, conf)"
   sdist=$dl/apache-flink-libraries-$flink.tar.gz
   if [ ! -f "$sdist" ]; then
-    pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    "$python" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
       "apache-flink-libraries==$flink" -d "$dl"
   fi
   wheel=$(ls "$dl"/apache_flink-"$flink"-*.whl 2>/dev/null | head -n 1 || true)
   if [ -z "$wheel" ]; then
-    pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: --python-version 3.11 \
+    "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: --python-version 3.11 \
       --platform manylinux2014_x86_64 "apache-flink==$flink" -d "$dl"
     wheel=$(ls "$dl"/apache_flink-"$flink"-*.whl | head -n 1)
   fi
@@ -64,7 +74,11 @@ if [ ! -f "$flink_home/.complete" ]; then
   mv "$deps/lib" "$deps/opt" "$deps/plugins" "$deps/licenses" "$flink_home/"
   mkdir -p "$flink_home/bin"
   mv "$deps/bin/bash-java-utils.jar" "$flink_home/bin/"
-  (cd "$base/unpack" && unzip -q -o "$wheel" 'pyflink/bin/*' 'pyflink/conf/*')
+  "$python" - "$wheel" "$base/unpack" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    wheel.extractall(sys.argv[2], [n for n in wheel.namelist() if n.startswith(("pyflink/bin/", "pyflink/conf/"))])
+PY
   cp -r "$base/unpack/pyflink/bin/." "$flink_home/bin/"
   cp -r "$base/unpack/pyflink/conf" "$flink_home/conf"
   chmod +x "$flink_home"/bin/*.sh "$flink_home/bin/flink"
@@ -76,10 +90,10 @@ fi
 # 2. The job-server jar.
 if [ ! -f "$jar" ]; then
   log "building $jar_name with Maven (the mirror lacks the published jar; see scripts/flink-job-server/pom.xml)"
-  mvn -B -q -Dstyle.color=never -f scripts/flink-job-server/pom.xml package \
+  mvn -B -q -f scripts/flink-job-server/pom.xml package \
     -Dbeam.version="$beam" -Dflink.minor="$minor" \
     -Djobserver.out="$base/job-server-build" -Dmaven.repo.local="$base/m2" 2>&1 |
-    grep -v '^\[WARNING\]' || true
+    sed 's/\x1b\[[0-9;]*m//g' | grep -v -e '^\[WARNING\]' -e '^$' || true
   built=$base/job-server-build/$jar_name
   [ -f "$built" ] || { echo "Maven did not produce $built" >&2; exit 1; }
   mv "$built" "$jar"

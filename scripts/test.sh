@@ -54,8 +54,11 @@ step "a real control plane on loopback: etcd, kube-apiserver, CRDs, beam-webhook
 trap 'bash scripts/e2e-cluster.sh down' EXIT
 bash scripts/e2e-cluster.sh up
 
+step "Flink 1.19, Beam's Flink job-server jar and a Beam venv for scenario 11 (cached in .tools/flink)"
+bash scripts/flink-local.sh
+
 step "cargo test (unit, integration, and the end-to-end scenarios against that cluster)"
-BEAMSTACK_E2E=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+BEAMSTACK_E2E=1 BEAMSTACK_FLINK=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 
