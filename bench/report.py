@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's results (one JSON object per line) into BENCHMARKS.md.
+
+    python3 bench/report.py report RESULTS.jsonl > BENCHMARKS.md
+    python3 bench/report.py half-peak RESULTS.jsonl SERVER ENDPOINT   # half the peak closed-loop throughput, req/s
+"""
+
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+# Targets of issue 6.
+THROUGHPUT_FRACTION = 0.70
+P99_HALF_LOAD_US = 2000.0
+US_PER_POLICY = 5.0
+TENANT_P99_RATIO = 1.2
+TENANT_RSS_MB = 150.0
+PLUGIN_TIME_RATIO = 2.0
+PLUGIN_RSS_MB = 30.0
+
+
+def load(path):
+    rows = []
+    for line in open(path):
+        line = line.strip()
+        if line:
+            row = json.loads(line)
+            for part in str(row.get("label", "")).split():
+                if "=" in part:
+                    key, value = part.split("=", 1)
+                    row[key] = int(value) if value.isdigit() else value
+                else:
+                    row["bench"] = part
+            rows.append(row)
+    return rows
+
+
+def stats(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt(triple, digits=0, unit=""):
+    if triple is None:
+        return "n/a"
+    median, low, high = triple
+    if low == high:
+        return f"{median:,.{digits}f}{unit}"
+    return f"{median:,.{digits}f}{unit} ({low:,.{digits}f}–{high:,.{digits}f})"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def closed(rows, server, endpoint):
+    """connections -> list of runs, closed-loop rows of benchmark 1."""
+    by = defaultdict(list)
+    for r in rows:
+        if r.get("bench") == "limit-closed" and r["server"] == server and r["endpoint"] == endpoint:
+            by[r["connections"]].append(r)
+    return dict(sorted(by.items()))
+
+
+def peak(rows, server, endpoint):
+    """(connections, stats of throughput) at the concurrency with the highest median throughput."""
+    best = None
+    for connections, runs in closed(rows, server, endpoint).items():
+        s = stats([r["throughput"] for r in runs])
+        if best is None or s[0] > best[1][0]:
+            best = (connections, s)
+    return best
+
+
+def half_peak(path, server, endpoint):
+    print(int(peak(load(path), server, endpoint)[1][0] / 2))
+
+
+def report(path):
+    rows = load(path)
+    machine = next(r for r in rows if r["kind"] == "machine")
+    end = next((r for r in rows if r.get("kind") == "end"), {})
+    out = []
+    w = out.append
+    summary = []
+
+    w("# Benchmarks")
+    w("")
+    w("Issue 6's benchmarks 1 (against the limit), 2 (policy scale), 3 (tenant scale) and 6 (the plugin), measured")
+    w("by one command. Every figure is the median of the runs with (min–max); baselines and subjects are measured in")
+    w("the same run, interleaved, so the ratios hold when the absolute times drift.")
+    w("")
+    w("## How to reproduce")
+    w("")
+    w("```sh")
+    w("apt-get install -y hyperfine time   # optional: benchmark 6 falls back to a timing loop without hyperfine")
+    w("bash bench/run.sh                   # full run; writes BENCHMARKS.md and the raw results BENCHMARKS.jsonl")
+    w("bash bench/run.sh --quick           # 1 run, shorter windows (CI)")
+    w("```")
+    w("")
+    w("`bench/` holds the tools: `bench-server` (the bare axum + rustls baseline, the webhook in-process with a filled")
+    w("usage ledger, and `prepare`, which writes the policy folder, the reviews and the answers), `bench-load` (the")
+    w("load generator: keep-alive HTTP/1.1 over rustls, closed loop or fixed rate with latency from the time each")
+    w("request was due, recorded in an HDR histogram), `bench-policy` (benchmark 2), `run.sh` and this report")
+    w("(`report.py`).")
+    w("")
+    w("## Machine and run")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    w(f"| command | `{machine['command']}` |")
+    w(f"| date, commit | {machine['date']}, `{machine['commit']}` |")
+    w(f"| CPU | {machine['cpu']}, nproc {machine['nproc']}, {machine['memory']} |")
+    w(f"| kernel | {machine['kernel']} |")
+    w(f"| rustc | {machine['rustc']} (`cargo build --release`: thin LTO, 4 codegen units) |")
+    w(f"| pinning | {machine['pinning']} |")
+    w(f"| load average | {' '.join(machine['loadavg_start'])} at the start, {end.get('loadavg_end', '?')} at the end; "
+      f"{end.get('seconds', '?')} s |")
+    w("")
+    busy = max(float(machine["loadavg_start"][0]), float(str(end.get("loadavg_end", "0")).split()[0])) > 1.0
+    if busy:
+        w("The machine was **busy** during this run (load average above 1 on 2 cores: other work was compiling or")
+        w("running tests), so absolute figures are noisy, tail latencies most; the ratios, measured side by side, hold")
+        w("better. Re-run on a quiet machine for absolute figures.")
+        w("")
+
+    # ---- 1 ----
+    sections = []
+    s = sections.append
+    s("## 1. Against the limit")
+    s("")
+    s("Baseline: `bench-server baseline`, a bare HTTPS server on the webhook's stack (the rustls configuration of")
+    s("`beamstack::server::tls` with ring, TLS 1.2/1.3, ALPN h2 and http/1.1; the webhook's accept loop; hyper's auto")
+    s("HTTP/1.1+HTTP/2 connection; axum with the same body limit; a multi-thread tokio runtime) answering the webhook's")
+    s("own answer to the same review from memory. Subject: `target/release/beam-webhook serve` started as the chart")
+    s("starts it, with the shipped `policies/*.yaml` and the tenant of the review's namespace in its `--policies` folder")
+    s("(11 RunnerPolicies, 1 Tenant), certificates from `beam-webhook certs`, JSON logs at info (one line per")
+    s("admission) into /dev/null. The review is the router tests' Beam FlinkDeployment (3 KB) with a `team` label:")
+    s("/mutate answers with a patch (defaults, harness, tenant defaults); /validate gets the mutated object and allows")
+    s("it. Each server runs on one core, the load generator on the other.")
+    s("")
+    fractions = {}
+    for endpoint in ("mutate", "validate"):
+        base_peak = peak(rows, "baseline", endpoint)
+        hook_peak = peak(rows, "webhook", endpoint)
+        if not base_peak or not hook_peak:
+            continue
+        fraction = hook_peak[1][0] / base_peak[1][0]
+        fractions[endpoint] = fraction
+        s(f"### POST /{endpoint}, closed loop")
+        s("")
+        s("| connections | baseline req/s | webhook req/s | webhook / baseline | baseline p50 / p99 µs "
+          "| webhook p50 / p99 µs | server CPU (baseline, webhook) | client CPU |")
+        s("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        base_runs = closed(rows, "baseline", endpoint)
+        for connections, runs in closed(rows, "webhook", endpoint).items():
+            base = base_runs.get(connections, [])
+            b, h = stats([r["throughput"] for r in base]), stats([r["throughput"] for r in runs])
+            ratio = h[0] / b[0] if b else float("nan")
+            lat = lambda rs: (f"{stats([r['p50_us'] for r in rs])[0]:.0f} / "
+                              f"{stats([r['p99_us'] for r in rs])[0]:.0f}")
+            cpu = lambda rs: stats([r.get("server_cpu") for r in rs])
+            s(f"| {connections} | {fmt(b)} | {fmt(h)} | {ratio:.2f} | {lat(base)} | {lat(runs)} | "
+              f"{fmt(cpu(base), 2)}, {fmt(cpu(runs), 2)} | {fmt(stats([r.get('client_cpu') for r in runs + base]), 2)} |")
+        s("")
+        s(f"Peak: baseline {fmt(base_peak[1])} req/s at {base_peak[0]} connections, webhook {fmt(hook_peak[1])} req/s "
+          f"at {hook_peak[0]}: **{fraction:.0%}** of the baseline (target ≥ {THROUGHPUT_FRACTION:.0%}: "
+          f"{verdict(fraction >= THROUGHPUT_FRACTION)}).")
+        s("")
+        summary.append((f"1. throughput, /{endpoint}", f"{fmt(hook_peak[1])} req/s",
+                        f"baseline {fmt(base_peak[1])} req/s", f"{fraction:.2f}",
+                        f"≥ {THROUGHPUT_FRACTION:.2f}", verdict(fraction >= THROUGHPUT_FRACTION)))
+
+    s("### Latency at half of the webhook's peak (fixed rate)")
+    s("")
+    s("Constant rate at half the webhook's peak throughput of that endpoint, spread over 8 keep-alive connections")
+    s("(wrk2's schedule); latency counts from when each request was due, so stalls are not hidden. The baseline gets")
+    s("the same rate.")
+    s("")
+    s("| endpoint | rate req/s | server | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | client send lag p99 µs |")
+    s("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    rate_rows = [r for r in rows if r.get("bench") == "limit-rate"]
+    for endpoint in ("mutate", "validate"):
+        p99 = {}
+        for server in ("baseline", "webhook"):
+            runs = [r for r in rate_rows if r["server"] == server and r["endpoint"] == endpoint]
+            if not runs:
+                continue
+            p99[server] = stats([r["p99_us"] for r in runs])
+            s(f"| /{endpoint} | {runs[0]['target_rate']:,.0f} | {server} | {fmt(stats([r['throughput'] for r in runs]))} | "
+              f"{fmt(stats([r['p50_us'] for r in runs]))} | {fmt(stats([r['p90_us'] for r in runs]))} | "
+              f"{fmt(p99[server])} | {fmt(stats([r['p999_us'] for r in runs]))} | "
+              f"{fmt(stats([r['max_us'] for r in runs]))} | {fmt(stats([r['send_lag_p99_us'] for r in runs]), 1)} |")
+        if "webhook" in p99 and "baseline" in p99:
+            ok = p99["webhook"][0] <= P99_HALF_LOAD_US
+            summary.append((f"1. p99 at half load, /{endpoint}", f"{fmt(p99['webhook'])} µs",
+                            f"baseline {fmt(p99['baseline'])} µs", f"{p99['webhook'][0] / p99['baseline'][0]:.2f}",
+                            f"≤ {P99_HALF_LOAD_US:.0f} µs", verdict(ok)))
+    s("")
+
+    # ---- 2 ----
+    s("## 2. Policy scale")
+    s("")
+    s("`bench-policy`: one admission through `Admission::review` (parse, built-in rules, every policy, the answer) of")
+    s("the same reviews, in one process on one core, with 0, 10, 50 and 200 RunnerPolicies (the shipped ones, then")
+    s("renamed copies of them) and the tenant. Per repeat, the median of the admissions at each count, and the")
+    s("least-squares line through the four medians: its slope is the cost per added policy.")
+    s("")
+    points = [r for r in rows if r.get("kind") == "point"]
+    fits = [r for r in rows if r.get("kind") == "fit"]
+    if points:
+        counts = sorted({r["policies"] for r in points})
+        s("| endpoint | " + " | ".join(f"{c} policies µs (× 0 policies)" for c in counts) + " | µs per added policy |")
+        s("|---|" + "---:|" * (len(counts) + 1))
+        for endpoint in ("mutate", "validate"):
+            cells = []
+            zero = stats([r["p50_us"] for r in points if r["endpoint"] == endpoint and r["policies"] == counts[0]])
+            for c in counts:
+                st = stats([r["p50_us"] for r in points if r["endpoint"] == endpoint and r["policies"] == c])
+                cells.append(f"{fmt(st, 1)} (×{st[0] / zero[0]:.1f})")
+            slope = stats([r["us_per_policy"] for r in fits if r["endpoint"] == endpoint])
+            cells.append(f"**{fmt(slope, 2)}**")
+            s(f"| /{endpoint} | " + " | ".join(cells) + " |")
+            summary.append((f"2. cost per added policy, /{endpoint}", f"{fmt(slope, 2)} µs",
+                            f"{fmt(zero, 1)} µs with 0 policies", f"{slope[0] / zero[0]:.2f}",
+                            f"≤ {US_PER_POLICY:.0f} µs", verdict(slope[0] <= US_PER_POLICY)))
+        s("")
+
+    # ---- 3 ----
+    s("## 3. Tenant scale")
+    s("")
+    s("The usage ledger is fed by the cluster watch on the runner CRs (`policy::cluster::watch_runners`), so without")
+    s("an API server `bench-server webhook` drives it in-process through the library: it decodes the objects as the")
+    s("watcher delivers them (list pages of 500, `DynamicObject`), reduces each to its key and demand exactly as the")
+    s("watch does, observes them in the engine's ledger and keeps the watch's set of seen names; then it serves with")
+    s("`beamstack::server::Server`, the same server `beam-webhook serve` runs, with the same policy folder and JSON")
+    s("logs. The 10,000 CRs (7 in 10 FlinkDeployments, 3 in 10 SparkApplications, the fixtures renamed) spread over")
+    s("100 namespaces, ten of them the reviewed tenant's. Both servers (none and 10,000) run side by side and get the")
+    s("same fixed rate as benchmark 1's half load, interleaved; memory is the server process's resident set.")
+    s("")
+    tenant_rows = [r for r in rows if r.get("bench") == "tenant"]
+    starts = {r["runners"]: r for r in rows if r.get("kind") == "tenant-start"}
+    memory = {r["runners"]: r for r in rows if r.get("kind") == "tenant-memory"}
+    counts = sorted({r["runners"] for r in tenant_rows})
+    if counts:
+        s("| endpoint | runner CRs | rate req/s | achieved req/s | p50 µs | p99 µs | p99 / p99 with none |")
+        s("|---|---:|---:|---:|---:|---:|---:|")
+        for endpoint in ("validate", "mutate"):
+            base = None
+            for count in counts:
+                runs = [r for r in tenant_rows if r["runners"] == count and r["endpoint"] == endpoint]
+                p99 = stats([r["p99_us"] for r in runs])
+                base = base or p99
+                ratio = p99[0] / base[0]
+                s(f"| /{endpoint} | {count:,} | {runs[0]['target_rate']:,.0f} | {fmt(stats([r['throughput'] for r in runs]))} | "
+                  f"{fmt(stats([r['p50_us'] for r in runs]))} | {fmt(p99)} | {ratio:.2f} |")
+                if count == counts[-1] and count != counts[0]:
+                    summary.append((f"3. p99 with {count:,} CRs / none, /{endpoint}", f"{fmt(p99)} µs",
+                                    f"{fmt(base)} µs with none", f"{ratio:.2f}", f"≤ {TENANT_P99_RATIO}",
+                                    verdict(ratio <= TENANT_P99_RATIO)))
+        s("")
+        s("| runner CRs | RSS after filling, before load | RSS after the load runs | peak RSS (VmHWM) | fill time |")
+        s("|---:|---:|---:|---:|---:|")
+        for count in counts:
+            st, mem = starts.get(count, {}), memory.get(count, {})
+            s(f"| {count:,} | {st.get('rss_bytes', 0) / 2**20:.1f} MB | {mem.get('VmRSS_kb', 0) / 1024:.1f} MB | "
+              f"{mem.get('VmHWM_kb', 0) / 1024:.1f} MB | {st.get('fill_seconds', 0):.2f} s |")
+        s("")
+        if len(counts) > 1:
+            hwm = memory[counts[-1]]["VmHWM_kb"] / 1024
+            hwm0 = memory[counts[0]]["VmHWM_kb"] / 1024
+            summary.append((f"3. webhook memory with {counts[-1]:,} CRs", f"{hwm:.1f} MB peak RSS",
+                            f"{hwm0:.1f} MB with none", f"{hwm / hwm0:.2f}", f"≤ {TENANT_RSS_MB:.0f} MB",
+                            verdict(hwm <= TENANT_RSS_MB)))
+
+    # ---- 6 ----
+    s("## 6. The plugin")
+    s("")
+    times = {r["which"]: r for r in rows if r.get("kind") == "plugin-time"}
+    mems = defaultdict(list)
+    for r in rows:
+        if r.get("kind") == "plugin-memory":
+            mems[r["which"]].append(r["max_rss_kb"] / 1024)
+    output = next((r for r in rows if r.get("kind") == "plugin-output"), {})
+    if times:
+        tool = times["run"]["tool"]
+        s(f"`{times['run']['command']}`")
+        s("")
+        s(f"({output.get('example', '?')}, {output.get('example_bytes', '?')} bytes of Beam YAML, the largest example")
+        s(f"pipeline, with the Jinja variables and expansion service of the golden test; {output.get('bytes', '?')} bytes")
+        s(f"of YAML out) against `{times['version']['command']}` (process start; prints without a cluster). Timed by "
+          f"{'hyperfine (3 warm-up runs, no shell)' if tool == 'hyperfine' else 'a loop in run.sh'}; peak memory by")
+        s("`/usr/bin/time -f %M` (maximum resident set). `KUBECONFIG` points nowhere and `HOME` is empty: no plugin")
+        s("defaults file, no cluster.")
+        s("")
+        s("| command | runs | wall time ms | peak RSS MB |")
+        s("|---|---:|---:|---:|")
+        for which in ("version", "run"):
+            t = times[which]
+            s(f"| {which} | {t['runs']} | {fmt((t['median_s'] * 1e3, t['min_s'] * 1e3, t['max_s'] * 1e3), 2)} | "
+              f"{fmt(stats(mems.get(which, [])), 1)} |")
+        s("")
+        ratio = times["run"]["median_s"] / times["version"]["median_s"]
+        summary.append(("6. plugin run / version (time)", f"{times['run']['median_s'] * 1e3:.1f} ms",
+                        f"{times['version']['median_s'] * 1e3:.1f} ms", f"{ratio:.2f}", f"≤ {PLUGIN_TIME_RATIO}",
+                        verdict(ratio <= PLUGIN_TIME_RATIO)))
+        if mems.get("run"):
+            m, m0 = stats(mems["run"])[0], stats(mems["version"])[0]
+            summary.append(("6. plugin run peak memory", f"{m:.1f} MB", f"{m0:.1f} MB for version", f"{m / m0:.2f}",
+                            f"≤ {PLUGIN_RSS_MB:.0f} MB", verdict(m <= PLUGIN_RSS_MB)))
+
+    w("## Summary")
+    w("")
+    w("| benchmark | figure | baseline | ratio | target | |")
+    w("|---|---:|---:|---:|---:|---|")
+    for row in summary:
+        w("| " + " | ".join(row) + " |")
+    w("")
+    out.extend(sections)
+    # What the figures do not say by themselves (profiles, what was changed, before/after) is written by hand.
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
+    if os.path.exists(notes):
+        out.append(open(notes).read().rstrip())
+        out.append("")
+    print("\n".join(out).rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "half-peak":
+        half_peak(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "report":
+        report(sys.argv[2])
+    else:
+        sys.exit(__doc__)
