@@ -403,6 +403,19 @@ fn application_mode_runs_the_generated_flink_deployment() {
         let deployment = of_kind(&objects, "FlinkDeployment");
         let spec = &deployment["spec"];
         assert_eq!(spec["flinkVersion"], "v1_19");
+        // The launcher and the worker pool run the Beam and Python versions the spec names for the harness.
+        let annotations = &deployment["metadata"]["annotations"];
+        assert_eq!(annotations["beamstack.dev/beam-version"], BEAM_VERSION);
+        let python = Command::new(tools.venv.join("bin/python"))
+            .arg("--version")
+            .output()
+            .unwrap();
+        let python = String::from_utf8_lossy(&python.stdout);
+        let minor = annotations["beamstack.dev/python-version"].as_str().unwrap();
+        assert!(
+            python.starts_with(&format!("Python {minor}.")),
+            "{python} is not the harness's Python {minor}"
+        );
         let job = &spec["job"];
         let jar_uri = job["jarURI"].as_str().unwrap();
         let jar_name = format!("beam-runners-flink-{FLINK_MINOR}-job-server-{BEAM_VERSION}.jar");
