@@ -35,7 +35,7 @@ base_port=${BENCH_PORT:-19443}
 log() { echo "bench: $*" >&2; }
 
 log "building (cargo build --release)"
-cargo build --release --quiet -p webhook -p kubectl-beam -p bench
+cargo build --release --quiet
 bin=$root/target/release
 
 work=$(mktemp -d)
