@@ -160,57 +160,42 @@ impl SelfManaged {
         bundle: &[u8],
         pass: &mut Pass,
     ) -> Result<(), ControllerError> {
+        self.set_ca_bundles_of::<MutatingWebhookConfiguration>(client, bundle, pass)
+            .await?;
+        self.set_ca_bundles_of::<ValidatingWebhookConfiguration>(client, bundle, pass)
+            .await
+    }
+
+    /// Sets the caBundle of every webhook of one configuration, when one of them differs.
+    async fn set_ca_bundles_of<K: WebhookConfiguration>(
+        &self,
+        client: &kube::Client,
+        bundle: &[u8],
+        pass: &mut Pass,
+    ) -> Result<(), ControllerError> {
+        let api = Api::<K>::all(client.clone());
+        let kind = K::KIND;
         let name = &self.configuration;
-        let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
         // Two replicas setting the same bundle at once: the loser's write conflicts, and the winner's is what it
         // would have written.
-        let error = |kind: &'static str| {
-            move |source: kube::Error| match &source {
-                kube::Error::Api(status) if status.is_conflict() => ControllerError::Conflict,
-                _ => ControllerError::Configuration {
-                    kind,
-                    name: name.clone(),
-                    source,
-                },
-            }
+        let error = |source: kube::Error| match &source {
+            kube::Error::Api(status) if status.is_conflict() => ControllerError::Conflict,
+            _ => ControllerError::Configuration {
+                kind,
+                name: name.clone(),
+                source,
+            },
         };
-        match mutating
-            .get_opt(name)
-            .await
-            .map_err(error("MutatingWebhookConfiguration"))?
-        {
-            None => pass.missing.push(format!("MutatingWebhookConfiguration {name}")),
-            Some(mut configuration) => {
-                let webhooks = configuration.webhooks.iter_mut().flatten();
-                if set_all(webhooks.map(|webhook| &mut webhook.client_config.ca_bundle), bundle) {
-                    mutating
-                        .replace(name, &PostParams::default(), &configuration)
-                        .await
-                        .map_err(error("MutatingWebhookConfiguration"))?;
-                    pass.patched.push(format!("MutatingWebhookConfiguration {name}"));
-                }
-            }
-        }
-        let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-        match validating
-            .get_opt(name)
-            .await
-            .map_err(error("ValidatingWebhookConfiguration"))?
-        {
-            None => pass.missing.push(format!("ValidatingWebhookConfiguration {name}")),
-            Some(mut configuration) => {
-                let webhooks = configuration.webhooks.iter_mut().flatten();
-                if set_all(webhooks.map(|webhook| &mut webhook.client_config.ca_bundle), bundle) {
-                    validating
-                        .replace(name, &PostParams::default(), &configuration)
-                        .await
-                        .map_err(error("ValidatingWebhookConfiguration"))?;
-                    pass.patched.push(format!("ValidatingWebhookConfiguration {name}"));
-                }
-            }
-        }
-        for patched in &pass.patched {
-            tracing::info!(configuration = %patched, "caBundle set");
+        let Some(mut configuration) = api.get_opt(name).await.map_err(error)? else {
+            pass.missing.push(format!("{kind} {name}"));
+            return Ok(());
+        };
+        if set_all(configuration.ca_bundles().into_iter(), bundle) {
+            api.replace(name, &PostParams::default(), &configuration)
+                .await
+                .map_err(error)?;
+            tracing::info!(configuration = %format!("{kind} {name}"), "caBundle set");
+            pass.patched.push(format!("{kind} {name}"));
         }
         Ok(())
     }
@@ -249,6 +234,32 @@ impl SelfManaged {
                 Err(error) => tracing::warn!(%error, "self-managed certificates: will retry"),
             }
         }
+    }
+}
+
+/// The two kinds of webhook configuration, as far as their caBundles go.
+trait WebhookConfiguration:
+    kube::Resource<DynamicType = ()>
+    + k8s_openapi::Metadata
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>>;
+}
+
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|webhook| &mut webhook.client_config.ca_bundle).collect()
+    }
+}
+
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|webhook| &mut webhook.client_config.ca_bundle).collect()
     }
 }
 
