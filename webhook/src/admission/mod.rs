@@ -400,6 +400,11 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
             Some(error) => BadRequest::new("malformed-json", format!("request body is not valid JSON: {error}")),
         });
     }
+    // A well-formed review is read without path tracking, which costs about a fifth of a whole admission (the
+    // object is a deep tree); only a body that fails is read again, with paths, to name the field in the answer.
+    if let Ok(review) = serde_json::from_slice::<AdmissionReviewRequest>(body) {
+        return check_envelope(review);
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let review: AdmissionReviewRequest = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = shorten(&error.path().to_string());
@@ -424,6 +429,11 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest, BadRequest> {
     deserializer
         .end()
         .map_err(|error| BadRequest::new("malformed-json", format!("request body is not valid JSON: {error}")))?;
+    check_envelope(review)
+}
+
+/// The envelope's own rules, once the body has been read: version, kind, a request with a uid.
+fn check_envelope(review: AdmissionReviewRequest) -> Result<AdmissionRequest, BadRequest> {
     if review.api_version.as_deref() != Some(review::API_VERSION) {
         return Err(BadRequest::new(
             "wrong-api-version",
