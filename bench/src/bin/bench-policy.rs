@@ -10,6 +10,10 @@ use clap::Parser;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// The allocator beam-webhook uses (webhook/src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "bench-policy", about = "Cost per admission against the number of policies")]
 struct Args {

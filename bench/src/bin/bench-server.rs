@@ -36,6 +36,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator beam-webhook uses (webhook/src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "bench-server", about = "Servers for bench/run.sh")]
 struct Cli {
@@ -196,8 +200,11 @@ async fn baseline(listen: SocketAddr, cert: &Path, key: &Path, dir: &Path) {
 /// watch keeps the `namespace/name` of every object it has seen to forget deleted ones after a re-list.
 fn fill(engine: &Engine, count: usize) -> HashSet<String> {
     let mut seen = HashSet::with_capacity(count);
-    for page in bench::runner_objects(count).chunks(500) {
-        let text = serde_json::to_vec(page).expect("JSON");
+    let mut objects = bench::runner_objects(count).peekable();
+    while objects.peek().is_some() {
+        let page: Vec<serde_json::Value> = objects.by_ref().take(500).collect();
+        let text = serde_json::to_vec(&page).expect("JSON");
+        drop(page);
         let objects: Vec<DynamicObject> = serde_json::from_slice(&text).expect("DynamicObject");
         for object in &objects {
             let value = serde_json::to_value(object).unwrap_or_default();
