@@ -76,6 +76,12 @@ def peak(rows, server, endpoint):
     return best
 
 
+def cpu_per_request(runs):
+    """Server CPU µs per completed request, per run (None when the server's CPU time was not read)."""
+    return [r["server_cpu"] * r["seconds"] / r["requests"] * 1e6 if r.get("server_cpu") and r["requests"] else None
+            for r in runs]
+
+
 def half_peak(path, server, endpoint):
     print(int(peak(load(path), server, endpoint)[1][0] / 2))
 
@@ -154,8 +160,9 @@ def report(path):
         s(f"### POST /{endpoint}, closed loop")
         s("")
         s("| connections | baseline req/s | webhook req/s | webhook / baseline | baseline p50 / p99 µs "
-          "| webhook p50 / p99 µs | server CPU (baseline, webhook) | client CPU |")
-        s("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| webhook p50 / p99 µs | server CPU (baseline, webhook) | server CPU µs per request (baseline, webhook) "
+          "| client CPU |")
+        s("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         base_runs = closed(rows, "baseline", endpoint)
         for connections, runs in closed(rows, "webhook", endpoint).items():
             base = base_runs.get(connections, [])
@@ -165,12 +172,22 @@ def report(path):
                               f"{stats([r['p99_us'] for r in rs])[0]:.0f}")
             cpu = lambda rs: stats([r.get("server_cpu") for r in rs])
             s(f"| {connections} | {fmt(b)} | {fmt(h)} | {ratio:.2f} | {lat(base)} | {lat(runs)} | "
-              f"{fmt(cpu(base), 2)}, {fmt(cpu(runs), 2)} | {fmt(stats([r.get('client_cpu') for r in runs + base]), 2)} |")
+              f"{fmt(cpu(base), 2)}, {fmt(cpu(runs), 2)} | {fmt(stats(cpu_per_request(base)), 1)}, "
+              f"{fmt(stats(cpu_per_request(runs)), 1)} | {fmt(stats([r.get('client_cpu') for r in runs + base]), 2)} |")
         s("")
         s(f"Peak: baseline {fmt(base_peak[1])} req/s at {base_peak[0]} connections, webhook {fmt(hook_peak[1])} req/s "
           f"at {hook_peak[0]}: **{fraction:.0%}** of the baseline (target ≥ {THROUGHPUT_FRACTION:.0%}: "
           f"{verdict(fraction >= THROUGHPUT_FRACTION)}).")
         s("")
+        # CPU time per request at the peaks: what a core can do, whatever else the machine was running.
+        base_cost = stats(cpu_per_request(closed(rows, "baseline", endpoint)[base_peak[0]]))
+        hook_cost = stats(cpu_per_request(closed(rows, "webhook", endpoint)[hook_peak[0]]))
+        if base_cost and hook_cost:
+            s(f"Server CPU time per request at those peaks: baseline {fmt(base_cost, 1)} µs, webhook "
+              f"{fmt(hook_cost, 1)} µs, so a fully used core would give the webhook {base_cost[0] / hook_cost[0]:.0%} "
+              "of the baseline's throughput (this ratio does not depend on how much of its core each server got "
+              "while other work ran).")
+            s("")
         summary.append((f"1. throughput, /{endpoint}", f"{fmt(hook_peak[1])} req/s",
                         f"baseline {fmt(base_peak[1])} req/s", f"{fraction:.2f}",
                         f"≥ {THROUGHPUT_FRACTION:.2f}", verdict(fraction >= THROUGHPUT_FRACTION)))

@@ -114,10 +114,10 @@ pub fn admission(count: usize) -> Admission {
     Admission::with_engine(Config::default(), engine(count))
 }
 
-/// The runner CRs of a busy cluster as a list page of the API server would hold them: `count` objects, 7 in 10
-/// FlinkDeployments and 3 in 10 SparkApplications (the fixtures, renamed), spread over 100 namespaces of which the
-/// tenant's ten are `team-a`, `team-a-1`..`team-a-9`.
-pub fn runner_objects(count: usize) -> Vec<Value> {
+/// The runner CRs of a busy cluster, one at a time (as list pages deliver them, never all at once): `count` objects,
+/// 7 in 10 FlinkDeployments and 3 in 10 SparkApplications (the fixtures, renamed), spread over 100 namespaces of
+/// which the tenant's ten are `team-a`, `team-a-1`..`team-a-9`.
+pub fn runner_objects(count: usize) -> impl Iterator<Item = Value> {
     let read = |name: &str| -> Value {
         let path = repo().join("tests/fixtures/reviews").join(name);
         let review: Value = serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("JSON");
@@ -125,21 +125,19 @@ pub fn runner_objects(count: usize) -> Vec<Value> {
     };
     let flink = read("flink-pipeline-create.json");
     let spark = read("spark-pipeline-create.json");
-    (0..count)
-        .map(|index| {
-            let mut object = if index % 10 < 7 { flink.clone() } else { spark.clone() };
-            let namespace = match index % 100 {
-                0 => "team-a".to_owned(),
-                n @ 1..=9 => format!("team-a-{n}"),
-                n => format!("other-{n}"),
-            };
-            object["metadata"]["name"] = json!(format!("job-{index}"));
-            object["metadata"]["namespace"] = json!(namespace);
-            object["metadata"]["uid"] = json!(format!("00000000-0000-0000-0000-{index:012}"));
-            object["metadata"]["resourceVersion"] = json!(format!("{}", 1000 + index));
-            object
-        })
-        .collect()
+    (0..count).map(move |index| {
+        let mut object = if index % 10 < 7 { flink.clone() } else { spark.clone() };
+        let namespace = match index % 100 {
+            0 => "team-a".to_owned(),
+            n @ 1..=9 => format!("team-a-{n}"),
+            n => format!("other-{n}"),
+        };
+        object["metadata"]["name"] = json!(format!("job-{index}"));
+        object["metadata"]["namespace"] = json!(namespace);
+        object["metadata"]["uid"] = json!(format!("00000000-0000-0000-0000-{index:012}"));
+        object["metadata"]["resourceVersion"] = json!(format!("{}", 1000 + index));
+        object
+    })
 }
 
 /// This process's resident set (VmRSS) and its peak (VmHWM), in bytes, from /proc.
