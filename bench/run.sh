@@ -61,7 +61,7 @@ else
 fi
 
 record() { echo "$1" >>"$results"; }
-command_line="bash bench/run.sh$([[ $quick == 1 ]] && echo ' --quick')"
+command_line="bash bench/run.sh"; [[ $quick == 1 ]] && command_line+=" --quick"
 record "$(python3 - "$command_line" "$pinning" "$quick" <<'EOF'
 import json, os, platform, subprocess, sys
 def sh(*cmd):
