@@ -6,6 +6,7 @@ use beamstack::config::Config;
 use beamstack::policy::engine::{Engine, Limits};
 use beamstack::policy::load;
 use beamstack::policy::runtime::Runtime;
+use kube::ResourceExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,4 +153,31 @@ pub fn rss() -> (u64, u64) {
             .map_or(0, |kb| kb * 1024)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Feeds `count` runner CRs to the ledger as `policy::cluster::watch_runners` does: the objects arrive as list pages
+/// of 500 (kube's watcher default), are decoded as `DynamicObject`s, and each is reduced to its key and demand; the
+/// watch keeps the `namespace/name` of every object it has seen to forget deleted ones after a re-list.
+pub fn fill(engine: &Engine, count: usize) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    let mut objects = runner_objects(count).peekable();
+    while objects.peek().is_some() {
+        let page: Vec<serde_json::Value> = objects.by_ref().take(500).collect();
+        let text = serde_json::to_vec(&page).expect("JSON");
+        drop(page);
+        let decoded: Vec<kube::api::DynamicObject> = serde_json::from_slice(&text).expect("DynamicObject");
+        for object in &decoded {
+            let value = serde_json::to_value(object).unwrap_or_default();
+            let kind = beamstack::kinds::RunnerKind::of_object(&value).expect("runner kind");
+            let key = beamstack::policy::usage::ObjectKey::new(
+                kind,
+                &object.namespace().unwrap_or_default(),
+                &object.name_any(),
+            );
+            seen.insert(format!("{}/{}", key.namespace, key.name));
+            let demand = beamstack::policy::demand::demand_of(kind, &value);
+            engine.with_ledger(|ledger| ledger.observe(key, demand));
+        }
+    }
+    seen
 }

@@ -24,6 +24,9 @@ struct Args {
     rounds: usize,
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Runner CRs in the usage ledger for the in-process tenant-scale points.
+    #[arg(long, default_value_t = 10_000)]
+    runners: usize,
 }
 
 fn measure(admission: &Admission, endpoint: Endpoint, body: &[u8], rounds: usize) -> Vec<Duration> {
@@ -69,6 +72,29 @@ fn main() {
         bench::answer(admission, Endpoint::Validate, &validate);
     }
     let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
+    // Benchmark 3 without the network: the shipped set with an empty ledger and with `--runners` CRs in it.
+    let shipped_count = bench::shipped_policies().len();
+    let ledgers: Vec<(usize, Admission)> = [0, args.runners]
+        .into_iter()
+        .map(|runners| {
+            let admission = bench::admission(shipped_count);
+            bench::fill(admission.engine().expect("engine"), runners);
+            (runners, admission)
+        })
+        .collect();
+    for repeat in 0..args.repeats {
+        for (endpoint, body) in [(Endpoint::Mutate, &mutate), (Endpoint::Validate, &validate)] {
+            for (runners, admission) in &ledgers {
+                let samples = measure(admission, endpoint, body, args.rounds);
+                println!(
+                    "{}",
+                    json!({"kind": "ledger", "repeat": repeat, "endpoint": endpoint.as_str(), "runners": runners,
+                           "p50_us": micros(samples[samples.len() / 2]),
+                           "p99_us": micros(samples[samples.len() * 99 / 100])})
+                );
+            }
+        }
+    }
     for repeat in 0..args.repeats {
         for (endpoint, body) in [(Endpoint::Mutate, &mutate), (Endpoint::Validate, &validate)] {
             let mut points = Vec::new();

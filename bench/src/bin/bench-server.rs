@@ -17,20 +17,15 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::config::Config;
-use beamstack::policy::demand::demand_of;
 use beamstack::policy::engine::{Engine, Limits};
 use beamstack::policy::load::{DirectorySource, Reload};
 use beamstack::policy::runtime::Runtime;
-use beamstack::policy::usage::ObjectKey;
 use beamstack::server::tls::{CertificateStore, server_config};
 use beamstack::server::{MAX_BODY_BYTES, ServeOptions, Server};
 use clap::{Parser, Subcommand};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use kube::ResourceExt;
-use kube::api::DynamicObject;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -195,29 +190,6 @@ async fn baseline(listen: SocketAddr, cert: &Path, key: &Path, dir: &Path) {
     }
 }
 
-/// Feeds `count` runner CRs to the ledger as `policy::cluster::watch_runners` does: the objects arrive as list pages
-/// of 500 (kube's watcher default), are decoded as `DynamicObject`s, and each is reduced to its key and demand; the
-/// watch keeps the `namespace/name` of every object it has seen to forget deleted ones after a re-list.
-fn fill(engine: &Engine, count: usize) -> HashSet<String> {
-    let mut seen = HashSet::with_capacity(count);
-    let mut objects = bench::runner_objects(count).peekable();
-    while objects.peek().is_some() {
-        let page: Vec<serde_json::Value> = objects.by_ref().take(500).collect();
-        let text = serde_json::to_vec(&page).expect("JSON");
-        drop(page);
-        let objects: Vec<DynamicObject> = serde_json::from_slice(&text).expect("DynamicObject");
-        for object in &objects {
-            let value = serde_json::to_value(object).unwrap_or_default();
-            let kind = beamstack::kinds::RunnerKind::of_object(&value).expect("runner kind");
-            let key = ObjectKey::new(kind, &object.namespace().unwrap_or_default(), &object.name_any());
-            seen.insert(format!("{}/{}", key.namespace, key.name));
-            let demand = demand_of(kind, &value);
-            engine.with_ledger(|ledger| ledger.observe(key, demand));
-        }
-    }
-    seen
-}
-
 fn webhook(
     listen: SocketAddr,
     admin_listen: SocketAddr,
@@ -231,7 +203,7 @@ fn webhook(
     let admission = admission_from(policies);
     let engine = Arc::clone(admission.engine().expect("engine"));
     let started = Instant::now();
-    let seen = fill(&engine, runners);
+    let seen = bench::fill(&engine, runners);
     let fill_seconds = started.elapsed().as_secs_f64();
     let observed = engine.with_ledger(|ledger| ledger.observed_count());
     let options = ServeOptions {
