@@ -5,7 +5,7 @@
 //!   throughput and the latency of each request.
 //! - Fixed rate (`--rate R`): connection i of N sends at t0 + (i + kN) / R, as wrk2 does; latency runs from the
 //!   time a request was *due*, not from when it was sent, so a stall delays and counts every request behind it
-//!   (no coordinated omission). Sleeps end with a short spin, so the timer's millisecond granularity does not add to
+//!   (no coordinated omission). Sleeps end 2 ms early and spin (yielding to the other connections), so the timer's millisecond granularity does not add to
 //!   the latency; the lag between due and sent is reported separately.
 //!
 //! Requests started during `--warmup` are not counted. Every answer must be 200 with an allowed AdmissionReview.
@@ -113,8 +113,9 @@ async fn connect(
 /// Waits until `due`: the timer for most of the way, then yielding to the other connections until it is time.
 async fn wait_until(due: Instant) {
     let now = Instant::now();
-    if due > now + Duration::from_micros(1500) {
-        tokio::time::sleep_until((due - Duration::from_millis(1)).into()).await;
+    // tokio's timer has millisecond ticks and may wake up to a tick late: stop sleeping two ticks early.
+    if due > now + Duration::from_millis(3) {
+        tokio::time::sleep_until((due - Duration::from_millis(2)).into()).await;
     }
     while Instant::now() < due {
         tokio::task::yield_now().await;
