@@ -225,3 +225,45 @@ pub fn base64_of(bytes: &[u8]) -> String {
     Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
     String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
 }
+
+/// Server-side dry runs of one object, back to back on a thread until `finish`: each goes through both webhooks and
+/// stores nothing. For scenarios that change certificates while the API server keeps calling.
+pub struct AdmissionLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl AdmissionLoad {
+    pub fn start(object: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (stop, object) = (stop.clone(), object.to_string());
+            std::thread::spawn(move || {
+                let (mut sent, mut failures) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let run = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &object);
+                    sent += 1;
+                    if !run.ok {
+                        failures.push(run.stderr);
+                    }
+                }
+                (sent, failures)
+            })
+        };
+        AdmissionLoad { stop, thread }
+    }
+
+    /// Stops the load; asserts at least `minimum` admissions were sent and none failed. Returns how many were sent.
+    pub fn finish_without_failures(self, minimum: usize) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (sent, failures) = self.thread.join().unwrap();
+        assert!(sent >= minimum, "only {sent} admissions were sent");
+        assert!(
+            failures.is_empty(),
+            "{} of {sent} admissions failed: {:?}",
+            failures.len(),
+            failures.first()
+        );
+        sent
+    }
+}

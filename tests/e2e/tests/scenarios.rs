@@ -586,22 +586,7 @@ fn certificate_rotation_under_load_fails_no_admission() {
     let _webhook = webhook_exclusive();
     let ns = namespace("e2e-rotate", &[("team", "a")]);
     let object = in_namespace(&fixture(FLINK_PIPELINE), &ns);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let (mut sent, mut failures) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // A server-side dry run goes through both webhooks and stores nothing.
-                let run = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &object);
-                sent += 1;
-                if !run.ok {
-                    failures.push(run.stderr);
-                }
-            }
-            (sent, failures)
-        })
-    };
+    let load = AdmissionLoad::start(&object);
     let certs = root().join(".e2e/webhook-certs");
     for round in 0..3 {
         let old_ca = std::fs::read(certs.join("ca.crt")).unwrap();
@@ -633,15 +618,7 @@ fn certificate_rotation_under_load_fails_no_admission() {
         set_ca_bundle(&base64_of(&new_ca));
         std::thread::sleep(Duration::from_secs(1));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sent, failures) = load.join().unwrap();
-    assert!(sent >= 20, "only {sent} requests were sent during the rotations");
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} admissions failed: {:?}",
-        failures.len(),
-        failures.first()
-    );
+    let sent = load.finish_without_failures(20);
     let served = std::process::Command::new("curl")
         .args(["-fsS", "http://127.0.0.1:29080/metrics"])
         .output()

@@ -9,8 +9,6 @@ use e2e::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const FLINK_PIPELINE: &str = "policies/tests/resources/flink-pipeline.yaml";
@@ -251,22 +249,7 @@ fn self_managed_certificates_are_made_trusted_renewed_and_repaired_under_load() 
     );
 
     // Renewals and a CA rotation while the API server keeps calling.
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        let object = object.clone();
-        std::thread::spawn(move || {
-            let (mut sent, mut failures) = (0, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                let run = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &object);
-                sent += 1;
-                if !run.ok {
-                    failures.push(run.stderr);
-                }
-            }
-            (sent, failures)
-        })
-    };
+    let load = AdmissionLoad::start(&object);
     let (mut serving, mut bundles) = (BTreeSet::new(), BTreeSet::new());
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(30) {
@@ -276,15 +259,7 @@ fn self_managed_certificates_are_made_trusted_renewed_and_repaired_under_load() 
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    stop.store(true, Ordering::Relaxed);
-    let (sent, failures) = load.join().unwrap();
-    assert!(sent >= 20, "only {sent} admissions were sent");
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} admissions failed: {:?}",
-        failures.len(),
-        failures.first()
-    );
+    let sent = load.finish_without_failures(20);
     assert!(
         serving.len() >= 3,
         "the serving certificate was renewed {} times",

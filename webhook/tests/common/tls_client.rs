@@ -66,7 +66,8 @@ impl Client {
         }
     }
 
-    /// A TLS connection with nothing sent on it yet, for clients that misbehave on purpose.
+    /// A fresh TLS connection with nothing sent on it yet: every request starts with one, and the slow-client tests
+    /// misbehave on it directly.
     pub async fn connect(
         &self,
         address: SocketAddr,
@@ -82,15 +83,7 @@ impl Client {
     }
 
     pub async fn request(&self, address: SocketAddr, method: &str, path: &str, body: Vec<u8>) -> Result<Reply, String> {
-        let tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from("localhost").unwrap();
-        let tls = self
-            .connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
+        let tls = self.connect(address).await?;
         let server_cert = tls
             .get_ref()
             .1
@@ -130,14 +123,7 @@ impl Client {
 
     /// One request over HTTP/2 (the client must offer `h2`); returns the status and the negotiated TLS version.
     pub async fn request_h2(&self, address: SocketAddr, path: &str, body: Vec<u8>) -> Result<(u16, String), String> {
-        let tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tls = self
-            .connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
+        let tls = self.connect(address).await?;
         let version = format!("{:?}", tls.get_ref().1.protocol_version());
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
