@@ -1,10 +1,12 @@
 //! A RunnerPolicy compiled: every expression parsed and checked once, match rules parsed, errors located.
 
 use super::model::{Action, FailurePolicy, MergeStrategy, RunnerPolicy};
+use super::reads::Reads;
 use super::runtime::{Compiled, Runtime};
 use crate::kinds::RunnerKind;
 use kube::ResourceExt;
 use kube::core::Selector;
+use std::collections::HashMap;
 
 /// Why a policy cannot be used: the field, and the CEL position when it is an expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct CompiledPolicy {
     pub mutations: Vec<CompiledMutation>,
     /// The request-level variables its expressions use: only those are built for a request.
     pub uses: Vec<&'static str>,
+    /// What its expressions read of `object`, `oldObject` and `runnerSpec`: only that is converted for a request.
+    pub reads: HashMap<&'static str, Reads>,
 }
 
 impl CompiledPolicy {
@@ -220,15 +224,20 @@ pub fn compile(policy: &RunnerPolicy, runtime: &Runtime) -> Result<CompiledPolic
                 .flat_map(|validation| std::iter::once(&validation.expression).chain(&validation.message_expression)),
         )
         .chain(mutations.iter().map(|mutation| &mutation.expression));
+    let mut reads: HashMap<&'static str, Reads> = HashMap::new();
     for expression in expressions {
         for variable in super::runtime::referenced_variables(expression) {
             if !uses.contains(&variable) {
                 uses.push(variable);
             }
         }
+        for (variable, read) in super::reads::reads_of(expression.ast()) {
+            reads.entry(variable).or_default().merge(&read);
+        }
     }
     Ok(CompiledPolicy {
         uses,
+        reads,
         name: name.clone(),
         action: spec.action,
         failure_policy: spec.failure_policy,

@@ -7,6 +7,7 @@
 use super::compile::CompiledPolicy;
 use super::demand::{Demand, demand_of};
 use super::model::{Action, FailurePolicy, MergeStrategy, Tenant};
+use super::reads::Reads;
 use super::runtime::{CelQuantity, CostLimit, EvalError, Runtime, to_cel, to_json, to_val};
 use super::tenants::TenantDirectory;
 use super::usage::{ObjectKey, RESERVATION_TTL, UsageLedger};
@@ -314,7 +315,11 @@ impl Engine {
             .iter()
             .flat_map(|policy| policy.uses.iter().copied())
             .collect();
-        let scope = self.request_scope(request, &set.tenants, &namespace_labels, &needed);
+        let mut reads: HashMap<&str, Reads> = HashMap::new();
+        for (variable, read) in candidates.iter().flat_map(|policy| &policy.reads) {
+            reads.entry(variable).or_default().merge(read);
+        }
+        let scope = self.request_scope(request, &set.tenants, &namespace_labels, &needed, &reads);
         let mut budget = self.limits.per_request_iterations;
         for policy in candidates {
             let started = Instant::now();
@@ -461,21 +466,24 @@ impl Engine {
         tenants: &TenantDirectory,
         namespace_labels: &BTreeMap<String, String>,
         needed: &std::collections::HashSet<&str>,
+        reads: &HashMap<&str, Reads>,
     ) -> cel::Context<'_, 'static> {
         let mut scope = self.runtime.scope();
-        // Only what some matching policy refers to is built: the object is always converted once, the rest only on
-        // demand (the derived lists and the tenant's usage cost more than most rules).
+        // Only what some matching policy refers to is built, and of the object only the fields they read (`reads`):
+        // converting all of it was a quarter of an admission's instructions. The derived lists and the tenant's
+        // usage are built only on demand too.
         let needs = |name: &str| needed.contains(name);
-        scope.add_variable_as_val("object", to_val(request.object));
+        let read = |name: &str| reads.get(name).cloned().unwrap_or_default();
+        scope.add_variable_as_val("object", read("object").to_val(request.object));
         if needs("oldObject") {
             scope.add_variable_as_val(
                 "oldObject",
-                request.old_object.map_or_else(|| to_val(&Json::Null), to_val),
+                read("oldObject").to_val(request.old_object.unwrap_or(&Json::Null)),
             );
         }
         if needs("runnerSpec") {
             let runner_spec = tree::get(request.object, request.kind.spec_path()).unwrap_or(&Json::Null);
-            scope.add_variable_as_val("runnerSpec", to_val(runner_spec));
+            scope.add_variable_as_val("runnerSpec", read("runnerSpec").to_val(runner_spec));
         }
         scope.add_variable_from_value("kind", Value::from(request.kind.kind()));
         // Every container, image and volume wherever the kind keeps them, so rules need not know each layout.

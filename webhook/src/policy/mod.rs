@@ -4,6 +4,7 @@
 //! - `runtime`: the CEL environment, metered evaluation, JSON <-> CEL.
 //! - `compile`: a policy's expressions and match rules, checked once.
 //! - `engine`: the policy set in force and the evaluation of one request.
+//! - `reads`: which parts of the object a policy reads, so a request converts only those.
 //! - `demand`, `usage`, `tenants`: what a job asks for, what a tenant runs, which tenant a namespace is.
 //! - `load`: policies and tenants from YAML files.
 
@@ -13,6 +14,7 @@ pub mod demand;
 pub mod engine;
 pub mod load;
 pub mod model;
+pub mod reads;
 pub mod runtime;
 pub mod tenants;
 pub mod testing;

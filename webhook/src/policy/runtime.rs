@@ -153,6 +153,13 @@ pub struct Compiled {
     expression: IdedExpr,
 }
 
+impl Compiled {
+    /// The checked, metered expression (for analyses such as `reads`).
+    pub fn ast(&self) -> &IdedExpr {
+        &self.expression
+    }
+}
+
 impl Runtime {
     pub fn new() -> Self {
         let env = Arc::new(Env::stdlib());
@@ -433,6 +440,13 @@ fn visit(expression: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
                 if let cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr {
                     visit(&entry.key, f);
                     visit(&entry.value, f);
+                }
+            }
+        }
+        Expr::Struct(structure) => {
+            for entry in &structure.entries {
+                if let cel::common::ast::EntryExpr::StructField(field) = &entry.expr {
+                    visit(&field.value, f);
                 }
             }
         }
