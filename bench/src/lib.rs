@@ -1,10 +1,12 @@
 //! What the benchmark binaries share: the review every benchmark sends, the policy folder the webhook loads, and the
 //! runner objects that fill the tenants' usage ledger. See `bench/run.sh` for how they are put together.
 
+pub mod load;
+
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::config::Config;
 use beamstack::policy::engine::{Engine, Limits};
-use beamstack::policy::load;
+use beamstack::policy::load as policy_load;
 use beamstack::policy::runtime::Runtime;
 use kube::ResourceExt;
 use serde_json::{Value, json};
@@ -31,7 +33,7 @@ pub fn repo() -> PathBuf {
 }
 
 /// The shipped RunnerPolicies (`policies/*.yaml`, as the chart's ConfigMap and the e2e harness take them).
-pub fn shipped_policies() -> Vec<load::Document> {
+pub fn shipped_policies() -> Vec<policy_load::Document> {
     let mut documents = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("policies"))
         .expect("policies/")
@@ -42,7 +44,7 @@ pub fn shipped_policies() -> Vec<load::Document> {
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("policy file");
-        documents.extend(load::documents(&file, &text).expect("policy YAML"));
+        documents.extend(policy_load::documents(&file, &text).expect("policy YAML"));
     }
     documents
         .into_iter()
@@ -51,7 +53,7 @@ pub fn shipped_policies() -> Vec<load::Document> {
 }
 
 /// `count` RunnerPolicies: the shipped ones, then renamed copies of them, round robin.
-pub fn policies(count: usize) -> Vec<load::Document> {
+pub fn policies(count: usize) -> Vec<policy_load::Document> {
     let shipped = shipped_policies();
     (0..count)
         .map(|index| {
@@ -72,8 +74,8 @@ pub fn policies(count: usize) -> Vec<load::Document> {
 pub fn engine(count: usize) -> Arc<Engine> {
     let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
     let mut documents = policies(count);
-    documents.extend(load::documents(Path::new("tenant.yaml"), TENANT).expect("tenant YAML"));
-    let (set, _, _) = load::build(&documents, engine.runtime()).expect("policies compile");
+    documents.extend(policy_load::documents(Path::new("tenant.yaml"), TENANT).expect("tenant YAML"));
+    let (set, _, _) = policy_load::build(&documents, engine.runtime()).expect("policies compile");
     engine.install(set);
     engine
 }

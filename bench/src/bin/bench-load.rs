@@ -11,14 +11,10 @@
 //! Requests started during `--warmup` are not counted. Every answer must be 200 with an allowed AdmissionReview.
 //! Prints one JSON line.
 
+use bench::load::{self, Pace};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls_pki_types::pem::PemObject;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,52 +81,15 @@ fn own_cpu_seconds() -> Option<f64> {
     Some(text.split_whitespace().next()?.parse::<f64>().ok()? / 1e9)
 }
 
-async fn connect(
-    args: &Args,
-    config: Arc<rustls::ClientConfig>,
-) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let address = args
-        .url
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split('/').next())
-        .expect("url: https://HOST:PORT/PATH");
-    let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
-    tcp.set_nodelay(true).expect("TCP_NODELAY");
-    let name = ServerName::try_from(args.server_name.clone()).expect("server name");
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP/1.1 handshake");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender
-}
-
-/// Waits until `due`: the timer for most of the way, then yielding to the other connections until it is time.
-async fn wait_until(due: Instant) {
-    let now = Instant::now();
-    // tokio's timer has millisecond ticks and may wake up to a tick late: stop sleeping two ticks early.
-    if due > now + Duration::from_millis(3) {
-        tokio::time::sleep_until((due - Duration::from_millis(2)).into()).await;
-    }
-    while Instant::now() < due {
-        tokio::task::yield_now().await;
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn drive(
-    mut sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    mut sender: load::Sender,
     path: String,
     host: String,
     body: Bytes,
     measure_from: Instant,
     end: Instant,
-    schedule: Option<(Instant, Duration)>,
+    mut pace: Pace,
 ) -> Outcome {
     let mut outcome = Outcome {
         latencies: histogram(),
@@ -139,51 +98,16 @@ async fn drive(
         errors: 0,
         first_error: None,
     };
-    let mut next_due = schedule.map(|(first, _)| first);
-    loop {
-        let due = match (next_due, schedule) {
-            (Some(due), Some((_, interval))) => {
-                if due >= end {
-                    break;
-                }
-                next_due = Some(due + interval);
-                wait_until(due).await;
-                due
-            }
-            _ => {
-                let now = Instant::now();
-                if now >= end {
-                    break;
-                }
-                now
-            }
-        };
+    while let Some(due) = pace.next(end).await {
         let sent = Instant::now();
-        let request = Request::post(path.as_str())
-            .header(hyper::header::HOST, host.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Full::new(body.clone()))
-            .expect("request");
-        let result = async {
-            sender.ready().await.map_err(|error| error.to_string())?;
-            let response = sender.send_request(request).await.map_err(|error| error.to_string())?;
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|error| error.to_string())?
-                .to_bytes();
-            if status != 200 || !bytes.windows(14).any(|w| w == b"\"allowed\":true") {
-                return Err(format!(
-                    "status {status}: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-                ));
-            }
-            Ok(())
-        }
-        .await;
+        let result = match load::post(&mut sender, &host, &path, body.clone()).await {
+            Ok((status, bytes)) if status == 200 && bytes.windows(14).any(|w| w == b"\"allowed\":true") => Ok(()),
+            Ok((status, bytes)) => Err(format!(
+                "status {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            )),
+            Err(failure) => Err(failure.to_string()),
+        };
         let done = Instant::now();
         if due < measure_from || done > end + Duration::from_secs(1) {
             if result.is_err() {
@@ -230,37 +154,31 @@ async fn run(args: Args) -> String {
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         (host.to_owned(), format!("/{path}"))
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&args.ca).expect("CA file").flatten() {
-        roots.add(cert).expect("CA certificate");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let config = Arc::new(config);
-
+    let config = load::client_config(&std::fs::read(&args.ca).expect("CA file")).expect("CA certificates");
+    let address = host.clone();
     let mut senders = Vec::new();
     for _ in 0..args.connections {
-        senders.push(connect(&args, Arc::clone(&config)).await);
+        let connection = load::connect(&address, &args.server_name, Arc::clone(&config))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        senders.push(connection.sender);
     }
     let start = Instant::now() + Duration::from_millis(20);
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
     for (index, sender) in senders.into_iter().enumerate() {
-        let schedule = args.rate.map(|rate| {
-            let first = start + Duration::from_secs_f64(index as f64 / rate);
-            (first, Duration::from_secs_f64(args.connections as f64 / rate))
-        });
+        let pace = match args.rate {
+            Some(rate) => Pace::fixed(start, index, args.connections, rate),
+            None => Pace::closed_loop(),
+        };
+        let closed_loop = args.rate.is_none();
         let (path, host, body) = (path.clone(), host.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            if schedule.is_none() {
+            if closed_loop {
                 tokio::time::sleep_until(start.into()).await;
             }
-            drive(sender, path, host, body, measure_from, end, schedule).await
+            drive(sender, path, host, body, measure_from, end, pace).await
         }));
     }
     // CPU time over the measured window: this client (one thread) and the server, if named.

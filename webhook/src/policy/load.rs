@@ -183,6 +183,19 @@ fn expression_at<'a>(policy: &'a RunnerPolicy, field: &str) -> Option<&'a str> {
     None
 }
 
+/// A document that means to be a policy or tenant but names an apiVersion or kind that does not exist
+/// (`beamstack.dev/v1`, `kind: RunnerPolicies`, a RunnerPolicy without its apiVersion). Skipping it like a document of
+/// another API would silently drop the policy it was meant to be, so it is an error. PolicyTest documents and
+/// other APIs' objects (the test cases' resources) are skipped.
+fn misdeclared(api_version: Option<&str>, kind: Option<&str>) -> bool {
+    let our_group = api_version.is_some_and(|version| version.split('/').next() == Some("beamstack.dev"));
+    match kind {
+        Some("PolicyTest") if our_group => api_version != Some("beamstack.dev/v1alpha1"),
+        Some("RunnerPolicy" | "Tenant") => true,
+        _ => our_group,
+    }
+}
+
 /// The policies and tenants of a set of documents, compiled. Any error means no set: the caller keeps its last
 /// good one.
 pub fn build(
@@ -233,6 +246,16 @@ pub fn build(
                 Ok(tenant) => tenants.push(tenant),
                 Err(error) => errors.push(error),
             },
+            (api_version, kind) if misdeclared(api_version, kind) => errors.push(LoadError {
+                file: document.file.clone(),
+                line: document.line,
+                message: format!(
+                    "apiVersion {} kind {} is not a kind the webhook knows: RunnerPolicy and Tenant are \
+                     beamstack.dev/v1alpha1",
+                    api_version.unwrap_or("(none)"),
+                    kind.unwrap_or("(none)")
+                ),
+            }),
             _ => {}
         }
     }
@@ -318,6 +341,35 @@ impl DirectorySource {
                 }
             }
             Err(errors) => Reload::Rejected(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(text: &str) -> Vec<LoadError> {
+        let documents = documents(Path::new("p.yaml"), text).unwrap();
+        build(&documents, &Runtime::new()).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_policy_of_an_unknown_api_version_or_kind_is_refused_not_skipped() {
+        let policy = "kind: RunnerPolicy\nmetadata: {name: p}\nspec:\n  validations:\n    - expression: 'true'\n";
+        for header in ["apiVersion: beamstack.dev/v1\n", "apiVersion: v1\n", ""] {
+            let errors = errors_of(&format!("{header}{policy}"));
+            assert_eq!(errors.len(), 1, "{header}: {errors:?}");
+            assert!(errors[0].message.contains("not a kind the webhook knows"), "{errors:?}");
+        }
+        let errors = errors_of("apiVersion: beamstack.dev/v1alpha1\nkind: RunnerPolicies\nmetadata: {name: p}\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // Policy tests and other APIs' objects are not policies: skipped.
+        for other in [
+            "apiVersion: beamstack.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: t}\n",
+            "apiVersion: flink.apache.org/v1beta1\nkind: FlinkDeployment\nmetadata: {name: f}\n",
+        ] {
+            assert!(errors_of(other).is_empty(), "{other}");
         }
     }
 }
