@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks 1, 2, 3 and 6 of issue 6 in one command; writes BENCHMARKS.md (or --out FILE) with every figure, its
+# Benchmarks 1, 2, 3, 5 and 6 of issue 6 in one command; writes BENCHMARKS.md (or --out FILE) with every figure, its
 # baseline and its target. Baselines and subjects are measured in the same run, interleaved, so drift and other
 # load on the machine hit both alike.
 #
 #   bash bench/run.sh            # full: 3 runs of everything (about 8 minutes after the build on 2 cores)
 #   bash bench/run.sh --quick    # 1 run, shorter windows, fewer points (CI; about 2 minutes after the build)
 #
-# Needs: cargo, python3, taskset (util-linux); hyperfine and /usr/bin/time for benchmark 6 (apt-get install -y
-# hyperfine time), else the plugin is timed by a loop here and its memory read from /proc.
+# Needs: cargo, python3, taskset (util-linux); Go 1.26 for benchmark 5 (bench/cel-go builds cel-go and Kubernetes'
+# CEL library from the Go module proxy; without `go` benchmark 5 is skipped); hyperfine and /usr/bin/time for
+# benchmark 6 (apt-get install -y hyperfine time), else the plugin is timed by a loop here and its memory read from
+# /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,8 +27,10 @@ done
 
 if [[ $quick == 1 ]]; then
     runs=1 window=1 warmup=0.3 sweep="1 4 16 64" rate_window=2 policy_rounds=400 plugin_runs=5 memory_runs=3
+    cel_window=0.05 cel_repeats=2
 else
     runs=3 window=2 warmup=0.5 sweep="1 2 4 8 16 32 64" rate_window=5 policy_rounds=2000 plugin_runs=20 memory_runs=5
+    cel_window=0.15 cel_repeats=3
 fi
 rate_connections=8
 runners=10000
@@ -37,6 +41,12 @@ log() { echo "bench: $*" >&2; }
 log "building (cargo build --release)"
 cargo build --release --quiet
 bin=$root/target/release
+# Benchmark 5's reference: cel-go, as bench/cel-go/go.mod pins it (go.sum is committed; -mod=mod lets an older
+# go.sum be completed from the module proxy).
+if command -v go >/dev/null; then
+    log "building bench/cel-go ($(go version | cut -d' ' -f3))"
+    go -C bench/cel-go build -mod=mod -o "$bin/cel-go-bench" .
+fi
 
 work=$(mktemp -d)
 results=$work/results.jsonl
@@ -174,6 +184,43 @@ done
 # ---- 2. Policy scale ----------------------------------------------------------------------------------------------
 log "2. policy scale: 0, 10, 50, 200 policies, $policy_rounds admissions per point, $runs repeat(s)"
 "${on_server[@]}" "$bin/bench-policy" --rounds "$policy_rounds" --repeats "$runs" >>"$results"
+
+# ---- 5. CEL against cel-go ----------------------------------------------------------------------------------------
+# The same expressions over the same object (bench-cel --emit-input: the shipped policies' expressions and a few
+# classic ones), per-evaluation time: bench-cel (the webhook's runtime), cel-go in Kubernetes' CEL environment, and
+# cel-go alone. Eight expressions at a time, each side in turn, the order alternating, so drift hits all three.
+if [[ -x $bin/cel-go-bench ]] && command -v go >/dev/null; then
+    "$bin/bench-cel" --emit-input "$work/cel-input.json" 2>/dev/null
+    cel_count=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["expressions"]))' \
+        "$work/cel-input.json")
+    log "5. CEL against cel-go: $cel_count expressions, ${cel_window} s x $cel_repeats per expression and side, $runs run(s)"
+    record "$(python3 -c '
+import json, re, sys
+data = json.load(open(sys.argv[1]))
+mod = open("bench/cel-go/go.mod").read()
+version = lambda module: (re.search(re.escape(module) + r" (v\S+)", mod) or [None, "?"])[1]
+print(json.dumps({"kind": "cel-setup", "expressions": len(data["expressions"]), "excluded": data["excluded"],
+    "go": sys.argv[2], "cel_go": version("github.com/google/cel-go"), "apiserver": version("k8s.io/apiserver"),
+    "window_s": float(sys.argv[3]), "repeats": int(sys.argv[4])}))' \
+        "$work/cel-input.json" "$(go version)" "$cel_window" "$cel_repeats")"
+    cel_sides=("$bin/bench-cel" "$bin/cel-go-bench --mode kubernetes" "$bin/cel-go-bench --mode plain")
+    chunk=0
+    for run in $(seq "$runs"); do
+        for start in $(seq 0 8 $((cel_count - 1))); do
+            order=(0 1 2)
+            if (( chunk++ % 2 )); then order=(2 1 0); fi
+            for side in "${order[@]}"; do
+                # shellcheck disable=SC2086 # the side is a command and its arguments
+                "${on_server[@]}" ${cel_sides[$side]} --input "$work/cel-input.json" --window "$cel_window" \
+                    --repeats "$cel_repeats" --select "$start:$((start + 8))" |
+                    python3 -c 'import json, sys; [print(json.dumps(dict(json.loads(l), run=int(sys.argv[1])))) for l in sys.stdin]' \
+                        "$run" >>"$results"
+            done
+        done
+    done
+else
+    log "5. CEL against cel-go: skipped (no Go toolchain; install Go 1.26 to run it)"
+fi
 
 # ---- 6. The plugin ------------------------------------------------------------------------------------------------
 # The largest example pipeline (examples/beam/tests holds Beam's multi-pipeline test specs, not pipelines), with the
