@@ -8,7 +8,7 @@ use super::compile::CompiledPolicy;
 use super::demand::{Demand, demand_of};
 use super::model::{Action, FailurePolicy, MergeStrategy, Tenant};
 use super::reads::Reads;
-use super::runtime::{CelQuantity, CostLimit, EvalError, Runtime, to_cel, to_json, to_val};
+use super::runtime::{CelQuantity, CostLimit, EvalError, Runtime, to_json, to_val};
 use super::tenants::TenantDirectory;
 use super::usage::{ObjectKey, RESERVATION_TTL, UsageLedger};
 use crate::kinds::RunnerKind;
@@ -485,7 +485,7 @@ impl Engine {
             let runner_spec = tree::get(request.object, request.kind.spec_path()).unwrap_or(&Json::Null);
             scope.add_variable_as_val("runnerSpec", read("runnerSpec").to_val(runner_spec));
         }
-        scope.add_variable_from_value("kind", Value::from(request.kind.kind()));
+        scope.add_variable_as_val("kind", string(request.kind.kind()));
         // Every container, image and volume wherever the kind keeps them, so rules need not know each layout.
         let subject = crate::validate::Subject {
             kind: request.kind,
@@ -543,7 +543,7 @@ impl Engine {
             );
         }
         if needs("demand") {
-            scope.add_variable_from_value("demand", demand_value(demand_of(request.kind, request.object)));
+            scope.add_variable_as_val("demand", demand_value(demand_of(request.kind, request.object)));
         }
         let tenant = tenants.tenant_for(request.namespace);
         let namespaces = || match tenant {
@@ -574,12 +574,12 @@ impl Engine {
                     .map(|old| demand_of(request.kind, old));
                 usage = usage.plus(stated.minus(old.unwrap_or_default()));
             }
-            scope.add_variable_from_value("usage", demand_value(usage));
+            scope.add_variable_as_val("usage", demand_value(usage));
         }
         if needs("tenant") {
-            scope.add_variable_from_value(
+            scope.add_variable_as_val(
                 "tenant",
-                tenant.map_or(Value::Null, |tenant| tenant_value(tenant, &namespaces())),
+                tenant.map_or_else(null, |tenant| tenant_value(tenant, &namespaces())),
             );
         }
         scope
@@ -637,53 +637,81 @@ fn labels(object: &Json) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn quantity(quantity: Quantity) -> Value {
-    Value::Opaque(Arc::new(CelQuantity(quantity)))
+/// The values below are built as CEL values directly: going through `cel::Value` copied and rehashed every map
+/// twice on the way into the scope (a tenth of an admission's instructions, callgrind).
+type Val = Box<dyn cel::common::value::Val>;
+
+fn quantity(quantity: Quantity) -> Val {
+    let opaque = Value::Opaque(Arc::new(CelQuantity(quantity)));
+    Val::try_from(opaque).expect("an opaque value converts")
 }
 
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(Map {
-        map: Arc::new(
-            entries
-                .into_iter()
-                .map(|(key, value)| (Key::String(Arc::new(key.to_owned())), value))
-                .collect(),
-        ),
-    })
+fn null() -> Val {
+    Box::new(cel::common::types::CelNull)
+}
+
+fn int(value: i64) -> Val {
+    Box::new(cel::common::types::CelInt::from(value))
+}
+
+fn string(value: &str) -> Val {
+    Box::new(cel::common::types::CelString::from(value.to_owned()))
+}
+
+fn empty_list() -> Val {
+    Box::new(cel::common::types::CelList::from(Vec::<Val>::new()))
+}
+
+fn empty_map() -> Val {
+    map(Vec::new())
+}
+
+fn map(entries: Vec<(&str, Val)>) -> Val {
+    use cel::common::types::{CelMap, CelMapKey, CelString};
+    Box::new(CelMap::from(
+        entries
+            .into_iter()
+            .map(|(key, value)| (CelMapKey::String(CelString::from(key.to_owned())), value))
+            .collect::<HashMap<_, _>>(),
+    ))
 }
 
 /// `demand` and `usage`: quantities for readable budget rules, plain integers for arithmetic.
-fn demand_value(demand: Demand) -> Value {
+fn demand_value(demand: Demand) -> Val {
     map(vec![
         ("cpu", quantity(Quantity::millicores(demand.cpu))),
         ("memory", quantity(Quantity::bytes(demand.memory))),
-        ("cpuMillis", Value::Int(demand.cpu.0 as i64)),
-        ("memoryBytes", Value::Int(demand.memory.0 as i64)),
-        ("workers", Value::Int(demand.workers as i64)),
-        ("jobs", Value::Int(demand.jobs as i64)),
+        ("cpuMillis", int(demand.cpu.0 as i64)),
+        ("memoryBytes", int(demand.memory.0 as i64)),
+        ("workers", int(demand.workers as i64)),
+        ("jobs", int(demand.jobs as i64)),
     ])
 }
 
-fn optional_quantity(value: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Value {
+fn optional_quantity(value: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Val {
     value
         .and_then(|value| Quantity::parse(&value.0).ok())
-        .map_or(Value::Null, quantity)
+        .map_or_else(null, quantity)
 }
 
-fn optional_int(value: Option<i64>) -> Value {
-    value.map_or(Value::Null, Value::Int)
+fn optional_int(value: Option<i64>) -> Val {
+    value.map_or_else(null, int)
 }
 
 /// `tenant`: every field present (null when unset), so rules can test `tenant.budget.cpu != null`.
-fn tenant_value(tenant: &Tenant, namespaces: &[String]) -> Value {
+fn tenant_value(tenant: &Tenant, namespaces: &[String]) -> Val {
     let spec = &tenant.spec;
     let budget = &spec.budget;
     let per_job = budget.per_job.clone().unwrap_or_default();
     let defaults = serde_json::to_value(&spec.defaults).unwrap_or(Json::Null);
-    let strings =
-        |items: &[String]| Value::List(Arc::new(items.iter().map(|item| Value::from(item.as_str())).collect()));
+    let strings = |items: &[String]| -> Val {
+        Box::new(cel::common::types::CelList::from(
+            items.iter().map(|item| string(item)).collect::<Vec<_>>(),
+        ))
+    };
+    let default = |key: &str, absent: fn() -> Val| defaults.get(key).map_or_else(absent, to_val);
     map(vec![
-        ("name", Value::from(tenant.name_any())),
+        ("name", string(&tenant.name_any())),
         ("namespaces", strings(namespaces)),
         (
             "budget",
@@ -705,16 +733,10 @@ fn tenant_value(tenant: &Tenant, namespaces: &[String]) -> Value {
         (
             "defaults",
             map(vec![
-                (
-                    "tolerations",
-                    defaults.get("tolerations").map_or(Value::List(Arc::default()), to_cel),
-                ),
-                ("nodeSelector", defaults.get("nodeSelector").map_or(map(vec![]), to_cel)),
-                (
-                    "priorityClassName",
-                    defaults.get("priorityClassName").map_or(Value::Null, to_cel),
-                ),
-                ("volcanoQueue", defaults.get("volcanoQueue").map_or(Value::Null, to_cel)),
+                ("tolerations", default("tolerations", empty_list)),
+                ("nodeSelector", default("nodeSelector", empty_map)),
+                ("priorityClassName", default("priorityClassName", null)),
+                ("volcanoQueue", default("volcanoQueue", null)),
             ]),
         ),
         (
