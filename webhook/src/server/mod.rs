@@ -307,6 +307,9 @@ pub struct Server {
     pub admin_address: SocketAddr,
     pub state: Arc<AppState>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The admin port stops only after the admission port has drained, so /readyz answers "shutting down" (503)
+    /// for the whole drain instead of going away with it.
+    admin_shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -353,11 +356,11 @@ impl Server {
             shutdown_signal.clone(),
             options.drain_timeout,
         ));
-        let mut admin_shutdown = shutdown_signal;
+        let (admin_shutdown, mut admin_shutdown_signal) = tokio::sync::watch::channel(false);
         let admin_router = admin_router(Arc::clone(&state));
         let admin_task = tokio::spawn(async move {
             let stopped = async move {
-                let _ = admin_shutdown.wait_for(|stop| *stop).await;
+                let _ = admin_shutdown_signal.wait_for(|stop| *stop).await;
             };
             if let Err(error) = axum::serve(admin_listener, admin_router)
                 .with_graceful_shutdown(stopped)
@@ -382,6 +385,7 @@ impl Server {
             admin_address,
             state,
             shutdown,
+            admin_shutdown,
             tasks,
         })
     }
@@ -391,9 +395,13 @@ impl Server {
         self.state.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let mut tasks = self.tasks.into_iter();
-        // The admission and admin servers drain; the reloaders loop forever and are simply stopped.
-        for task in tasks.by_ref().take(2) {
-            let _ = task.await;
+        // The admission server drains, then the admin server; the reloaders loop forever and are simply stopped.
+        if let Some(admission) = tasks.next() {
+            let _ = admission.await;
+        }
+        let _ = self.admin_shutdown.send(true);
+        if let Some(admin) = tasks.next() {
+            let _ = admin.await;
         }
         for task in tasks {
             task.abort();
