@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Benchmarks 1, 2, 3, 5 and 6 of issue 6 in one command; writes BENCHMARKS.md (or --out FILE) with every figure, its
+# Benchmarks 1, 2, 3, 5 and 6 of issue 6 in one command (and 4 with --apiserver); writes BENCHMARKS.md (or --out FILE) with every figure, its
 # baseline and its target. Baselines and subjects are measured in the same run, interleaved, so drift and other
 # load on the machine hit both alike.
 #
 #   bash bench/run.sh            # full: 3 runs of everything (about 8 minutes after the build on 2 cores)
 #   bash bench/run.sh --quick    # 1 run, shorter windows, fewer points (CI; about 2 minutes after the build)
+#   bash bench/run.sh --apiserver   # also benchmark 4: creates through a real kube-apiserver (the e2e harness; its
+#                                   # tools are built from their Go modules once, about 5 more minutes)
 #
 # Needs: cargo, python3, taskset (util-linux); Go 1.26 for benchmark 5 (bench/cel-go builds cel-go and Kubernetes'
 # CEL library from the Go module proxy; without `go` benchmark 5 is skipped); hyperfine and /usr/bin/time for
@@ -15,12 +17,14 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 quick=0
+apiserver=0
 out=BENCHMARKS.md
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=1 ;;
+        --apiserver) apiserver=1 ;;
         --out) out=$2; shift ;;
-        *) echo "usage: bash bench/run.sh [--quick] [--out FILE]" >&2; exit 2 ;;
+        *) echo "usage: bash bench/run.sh [--quick] [--apiserver] [--out FILE]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -71,7 +75,7 @@ else
 fi
 
 record() { echo "$1" >>"$results"; }
-command_line="bash bench/run.sh"; [[ $quick == 1 ]] && command_line+=" --quick"
+command_line="bash bench/run.sh"; [[ $quick == 1 ]] && command_line+=" --quick"; [[ $apiserver == 1 ]] && command_line+=" --apiserver"
 record "$(python3 - "$command_line" "$pinning" "$quick" <<'EOF'
 import json, os, platform, subprocess, sys
 def sh(*cmd):
@@ -283,6 +287,22 @@ if [[ -x /usr/bin/time ]]; then
     done
 fi
 record "{\"kind\": \"plugin-output\", \"bytes\": $(wc -c <"$work/plugin-run.yaml"), \"example\": \"$example\", \"example_bytes\": $(wc -c <"$example")}"
+# ---- 4. Through the real API server --------------------------------------------------------------------------------
+# Only with --apiserver: the end-to-end harness (etcd, kube-apiserver and kubectl from .tools/bin, built by
+# scripts/e2e-tools.sh) with this run's release beam-webhook behind the chart's webhook configurations; the harness's
+# fixed ports must be free (no other harness up).
+if [[ $apiserver == 1 ]]; then
+    log "4. through the API server: creates with no admission, with beam-webhook, with an equivalent VAP"
+    bash scripts/e2e-tools.sh >&2
+    BEAM_WEBHOOK_BIN=$bin/beam-webhook bash scripts/e2e-cluster.sh up >&2
+    if [[ $quick == 1 ]]; then apiserver_args=(--creates 100 --runs 1); else apiserver_args=(--creates 300 --runs 3); fi
+    python3 bench/apiserver/run.py "${apiserver_args[@]}" >"$work/apiserver.json" || {
+        bash scripts/e2e-cluster.sh down >&2; exit 1; }
+    bash scripts/e2e-cluster.sh down >&2
+    record "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["kind"] = "apiserver"; print(json.dumps(d))' \
+        "$work/apiserver.json")"
+fi
+
 record "{\"kind\": \"end\", \"loadavg_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"seconds\": $SECONDS}"
 
 cp "$results" "${out%.md}.jsonl" 2>/dev/null || true
