@@ -257,7 +257,12 @@ impl Quantity {
         if self.value.is_sign_negative() && !self.value.is_zero() {
             return None;
         }
-        (self.value * Decimal::from(1000)).ceil().to_u64().map(Millicores)
+        // Checked: `*` on a Decimal panics past 7.9e28 (a `coreLimit` of 79228162514264337593543950335 did).
+        self.value
+            .checked_mul(Decimal::from(1000))?
+            .ceil()
+            .to_u64()
+            .map(Millicores)
     }
 }
 
@@ -314,8 +319,9 @@ impl fmt::Display for Quantity {
             }
             return write!(f, "{value}");
         }
-        let milli = value * Decimal::from(1000);
-        if milli.is_integer() {
+        if let Some(milli) = value.checked_mul(Decimal::from(1000))
+            && milli.is_integer()
+        {
             return write!(f, "{}m", milli.normalize());
         }
         write!(f, "{value}")
@@ -377,6 +383,19 @@ mod tests {
     use super::*;
 
     const GIB: u64 = MIB * KIB;
+
+    #[test]
+    fn quantities_near_the_decimal_limit_are_errors_not_panics() {
+        // Regression (fuzz/regressions/admission_review-core-limit-overflow.json): `*` on a Decimal panics on
+        // overflow, and a Spark `coreLimit` of Decimal::MAX made /validate answer 500.
+        let max = "79228162514264337593543950335";
+        assert!(matches!(quantity_millicores(max), Err(UnitError::Overflow(_))));
+        assert!(matches!(quantity_millicores("7.9e28"), Err(UnitError::Overflow(_))));
+        assert_eq!(Quantity::parse(max).unwrap().to_string(), max);
+        let fraction = "7922816251426433759354395033.5";
+        assert_eq!(Quantity::parse(fraction).unwrap().to_string(), fraction);
+        assert_eq!(quantity_millicores("1.5"), Ok(Millicores(1500)));
+    }
 
     #[test]
     fn flink_lowercase_m_is_mebibytes_not_milli() {

@@ -276,7 +276,12 @@ fn runnable_pipeline(rendered: &str) -> String {
     // The blanked leading comment lines only matter for line numbers while checking.
     let rendered = rendered.trim_start_matches(['\n', '\r']);
     if rendered.contains("{{") || rendered.contains("{%") || rendered.contains("{#") {
-        format!("{{% raw %}}{rendered}{{% endraw %}}\n")
+        // A raw block ends at the first `{% endraw %}` (or `{%- endraw %}`, `{%endraw%}`, ...), so a pipeline that
+        // holds one (a value rendered from `{{ "{% endraw %}" }}` or a variable) would end it early, and Beam would
+        // fail on the rest (found by fuzz/fuzz_targets/beam_yaml.rs). Every `{%` is therefore written outside the
+        // raw block, as an expression; Jinja drops one trailing newline, hence the `\n`.
+        let protected = rendered.replace("{%", "{% endraw %}{{ '{%' }}{% raw %}");
+        format!("{{% raw %}}{protected}{{% endraw %}}\n")
     } else {
         rendered.to_owned()
     }
@@ -598,6 +603,33 @@ mod tests {
             json!({"beamstack.dev/pipeline": "wc"}),
         );
         assert_eq!(merged["beamstack.dev/pipeline"], "wc");
+    }
+
+    /// What the launcher's Beam does with the ConfigMap's pipeline: Jinja with no variables, undefined is an error.
+    fn render_like_beam(text: &str) -> Result<String, minijinja::Error> {
+        let mut environment = minijinja::Environment::new();
+        environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        environment.render_str(text, minijinja::context! {})
+    }
+
+    #[test]
+    fn the_configmap_pipeline_renders_back_to_the_checked_one_whatever_jinja_it_holds() {
+        // Regression (fuzz/regressions/beam_yaml-endraw.yaml): a rendered pipeline holding `{% endraw %}` ended the
+        // raw block early and Beam's second rendering failed with "unknown statement endraw".
+        for rendered in [
+            "pipeline:\n  type: chain",
+            "\n\npipeline: {elements: ['{{ x }}', '{# c #}']}",
+            "elements: ['{% endraw %}']",
+            "elements: ['{%- endraw -%}', '{%endraw%}', '{%+ endraw %}', '{% raw %}', '{%', '%}']",
+            "elements: ['{% endraw %}{{ undefined }}{% for x in y %}']\n",
+            "a{{% endraw %}{",
+            "{%",
+            "{{",
+        ] {
+            let stored = runnable_pipeline(rendered);
+            let again = render_like_beam(&stored).unwrap_or_else(|error| panic!("{rendered:?}: {error}\n{stored}"));
+            assert_eq!(again, rendered.trim_start_matches(['\n', '\r']), "{stored}");
+        }
     }
 
     #[test]

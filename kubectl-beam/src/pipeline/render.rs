@@ -79,13 +79,23 @@ pub fn render_with_includes(
         }
         Ok(None)
     });
-    environment
-        .add_template_owned(name.to_owned(), source.to_owned())
-        .map_err(|error| describe(&error))?;
-    let template = environment.get_template(name).map_err(|error| describe(&error))?;
-    let rendered = template
-        .render(minijinja::value::Serde(variables))
-        .map_err(|error| describe(&error))?;
+    // minijinja 3.0.5 panics (`unreachable!` in its code generator) on some malformed tags, such as
+    // `{% import 'x' as m/r %}` (found by fuzz/fuzz_targets/beam_yaml.rs): the panic becomes an error here.
+    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<String, String> {
+        environment
+            .add_template_owned(name.to_owned(), source.to_owned())
+            .map_err(|error| describe(&error))?;
+        let template = environment.get_template(name).map_err(|error| describe(&error))?;
+        template
+            .render(minijinja::value::Serde(variables))
+            .map_err(|error| describe(&error))
+    }))
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "{name}: the Jinja engine failed on this template (a malformed tag, such as `import ... as` with \
+             something other than a name?)"
+        ))
+    })?;
     let included = included.lock().map(|included| included.clone()).unwrap_or_default();
     Ok((rendered, included))
 }
@@ -154,6 +164,16 @@ mod tests {
             render("p.yaml", "path: {{ input_path }}\n", &json!({"input_path": "/x"}), &[]).unwrap(),
             "path: /x"
         );
+    }
+
+    #[test]
+    fn a_template_the_engine_panics_on_is_an_error() {
+        // Regression (fuzz/regressions/beam_yaml-import-as-expression.yaml): minijinja's code generator hit
+        // `unreachable!` on an import whose name is an expression, and `kubectl beam validate` panicked.
+        for source in ["{%import''as m/r%}", "{% import 'x.yaml' as 1 %}\npipeline: {}\n"] {
+            let error = render("p.yaml", source, &json!({}), &[]).unwrap_err();
+            assert!(error.contains("p.yaml") && error.contains("Jinja"), "{error}");
+        }
     }
 
     #[test]

@@ -141,8 +141,13 @@ fn spark_application(spec: Option<&Value>) -> Demand {
             .and_then(|r| r.get("coreRequest"))
             .and_then(Value::as_str)
             .and_then(|q| units::quantity_millicores(q).ok());
-        let cpu =
-            cores.unwrap_or_else(|| Millicores(count(role_spec.and_then(|r| r.get("cores"))).unwrap_or(1) * 1000));
+        let cpu = cores.unwrap_or_else(|| {
+            Millicores(
+                count(role_spec.and_then(|r| r.get("cores")))
+                    .unwrap_or(1)
+                    .saturating_mul(1000),
+            )
+        });
         let memory = role_spec
             .and_then(|r| r.get("memory"))
             .and_then(Value::as_str)
@@ -213,6 +218,17 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn huge_core_counts_saturate() {
+        // Regression (fuzz/regressions/admission_review-spark-cores-overflow.json): `cores * 1000` overflowed (a
+        // panic with debug assertions, and in release a wrapped, small demand that a budget would let through).
+        for cores in [json!(i64::MAX), json!(u64::MAX / 1000 + 1)] {
+            let object = json!({"spec": {"driver": {"cores": 1}, "executor": {"cores": cores, "instances": 2}}});
+            let demand = demand_of(RunnerKind::SparkApplication, &object);
+            assert_eq!(demand.cpu, Millicores(u64::MAX), "{cores}");
+        }
+    }
 
     #[test]
     fn flink_counts_every_pod_and_the_harness() {
