@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check the project has, as CI runs them on a fresh machine: formatting, lints, unit and integration tests, the
-# Helm chart (helm lint, helm template), the end-to-end suite against a real kube-apiserver and etcd, and the main
-# job (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy), Go (to build etcd,
+# Helm chart (helm lint, helm template), the end-to-end suite against a real kube-apiserver and etcd, short fuzzing
+# runs (scripts/fuzz.sh: cargo-fuzz from crates.io), and the main job (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy), Go (to build etcd,
 # kube-apiserver, kubectl and helm from their modules, once, into .tools/bin), curl, openssl and python3 with venv
 # (scripts/beam-venv.sh installs apache-beam from PyPI for the tests that compare verdicts with Beam).
 set -euo pipefail
@@ -61,6 +61,9 @@ step "cargo test (unit, integration, and the end-to-end scenarios against that c
 BEAMSTACK_E2E=1 BEAMSTACK_FLINK=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
+
+step "fuzzing: every cargo-fuzz target for 50 s after replaying fuzz/regressions (scripts/fuzz.sh, fuzz/README.md)"
+bash scripts/fuzz.sh
 
 step "shipped policies: kubectl beam policy test policies/"
 cargo run --quiet --locked -p kubectl-beam -- policy test policies/ | tail -n 1
