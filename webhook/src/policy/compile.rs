@@ -76,6 +76,9 @@ fn is_identifier(name: &str) -> bool {
         && characters.all(|character| character.is_ascii_alphanumeric() || character == '_')
 }
 
+/// How many fields deep a mutation's path may go (Kubernetes objects' own paths stay well below).
+pub const MAX_MUTATION_PATH: usize = 32;
+
 /// Compiles a policy; the first problem found is reported with its field and position.
 pub fn compile(policy: &RunnerPolicy, runtime: &Runtime) -> Result<CompiledPolicy, PolicyError> {
     let name = policy.name_any();
@@ -188,6 +191,14 @@ pub fn compile(policy: &RunnerPolicy, runtime: &Runtime) -> Result<CompiledPolic
                 ),
             ));
         }
+        // A patch nested deeper than 128 levels is one the webhook's own parser refuses when the object comes back
+        // (found by fuzz/fuzz_targets/policy.rs with a path of hundreds of segments).
+        if path.len() > MAX_MUTATION_PATH {
+            return Err(error(
+                field,
+                format!("the path has {} fields; at most {MAX_MUTATION_PATH}", path.len()),
+            ));
+        }
         if !from_runner_spec && !matches!(path[0].as_str(), "spec" | "metadata") {
             return Err(error(field, "mutations may only change spec and metadata".into()));
         }
@@ -251,4 +262,30 @@ pub fn compile(policy: &RunnerPolicy, runtime: &Runtime) -> Result<CompiledPolic
         validations,
         mutations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mutation_paths_deeper_than_the_limit_are_refused() {
+        // Regression (fuzz/regressions/policy-deep-mutation-path.bin): a path of hundreds of fields made a patch
+        // nested past the 128 levels serde_json (and the webhook's own review parser) read.
+        let policy = |path: String| -> RunnerPolicy {
+            serde_json::from_value(json!({
+                "apiVersion": "beamstack.dev/v1alpha1", "kind": "RunnerPolicy", "metadata": {"name": "deep"},
+                "spec": {"mutations": [{"path": path, "expression": "'x'"}]}
+            }))
+            .unwrap()
+        };
+        let runtime = Runtime::new();
+        let deep = format!("spec{}", ".a".repeat(200));
+        let error = compile(&policy(deep), &runtime).unwrap_err();
+        assert_eq!(error.field, "spec.mutations[0].path");
+        assert!(error.message.contains("at most 32"), "{error}");
+        let fine = format!("spec{}", ".a".repeat(MAX_MUTATION_PATH - 1));
+        assert!(compile(&policy(fine), &runtime).is_ok());
+    }
 }
