@@ -101,10 +101,16 @@ for target in "${targets[@]}"; do
     target_started=$(date +%s)
     # The first folder receives new inputs; the seeds and the inputs of past findings (fuzz/regressions, replayed by
     # every target) are only read.
+    # libFuzzer prints a line per new input (thousands a minute): kept in fuzz/logs/<target>.log, its summary shown,
+    # and the whole log when the target fails.
+    mkdir -p "$fuzz/logs"
+    target_log=$fuzz/logs/$target.log
     if cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$target" "$corpus" "$fuzz/seeds/$target" "$fuzz/regressions" \
-        -- "${args[@]}"; then
+        -- "${args[@]}" >"$target_log" 2>&1; then
+        grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done [0-9]+ runs)' "$target_log" | tail -n 3 || true
         log "$target: no crash in $(($(date +%s) - target_started)) s"
     else
+        tail -n 60 "$target_log"
         log "$target: FAILED (input saved in fuzz/artifacts/$target/; reproduce with" \
             "cargo ${toolchain[*]} fuzz run ${flags[*]} $target fuzz/artifacts/$target/<file>)"
         failed+=("$target")
