@@ -32,6 +32,18 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A policy folder as `beam-webhook serve --policies` reads it: the shipped policies and the benchmark's tenant.
+pub fn write_policy_folder(folder: &Path) {
+    std::fs::create_dir_all(folder).expect("create the policy folder");
+    for entry in std::fs::read_dir(repo().join("policies")).expect("policies/").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            std::fs::copy(&path, folder.join(entry.file_name())).expect("copy a policy");
+        }
+    }
+    std::fs::write(folder.join("tenant-team-a.yaml"), TENANT).expect("write the tenant");
+}
+
 /// The shipped RunnerPolicies (`policies/*.yaml`, as the chart's ConfigMap and the e2e harness take them).
 pub fn shipped_policies() -> Vec<policy_load::Document> {
     let mut documents = Vec::new();

@@ -327,17 +327,7 @@ impl Setup {
         client.resumption = rustls::client::Resumption::disabled();
         let client = Arc::new(client);
         let policies = work.path().join("policies");
-        std::fs::create_dir(&policies).expect("policies/");
-        for entry in std::fs::read_dir(bench::repo().join("policies"))
-            .expect("policies/")
-            .flatten()
-        {
-            let path = entry.path();
-            if path.extension().is_some_and(|ext| ext == "yaml") {
-                std::fs::copy(&path, policies.join(entry.file_name())).expect("copy a policy");
-            }
-        }
-        std::fs::write(policies.join("tenant-team-a.yaml"), bench::TENANT).expect("tenant");
+        bench::write_policy_folder(&policies);
         Self {
             work,
             cas,

@@ -118,17 +118,7 @@ fn admission_from(dir: &Path) -> Admission {
 
 fn prepare(out: &Path) {
     let policies = out.join("policies");
-    std::fs::create_dir_all(&policies).expect("create the folder");
-    for entry in std::fs::read_dir(bench::repo().join("policies"))
-        .expect("policies/")
-        .flatten()
-    {
-        let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "yaml") {
-            std::fs::copy(&path, policies.join(entry.file_name())).expect("copy a policy");
-        }
-    }
-    std::fs::write(policies.join("tenant-team-a.yaml"), bench::TENANT).expect("write the tenant");
+    bench::write_policy_folder(&policies);
     let admission = admission_from(&policies);
     let mutate = serde_json::to_vec(&bench::mutate_review()).expect("JSON");
     let validate = serde_json::to_vec(&bench::validate_review(&admission)).expect("JSON");

@@ -12,9 +12,9 @@
 //! expression can reach are thus exactly the ones it would reach in the full conversion, so results and errors are
 //! unchanged (the tests below compare both on the same expressions).
 
-use super::runtime::to_val;
+use super::runtime::{children, to_val};
 use cel::IdedExpr;
-use cel::common::ast::{ComprehensionExpr, EntryExpr, Expr};
+use cel::common::ast::Expr;
 use cel::common::types::{CelMap, CelMapKey, CelString};
 use cel::common::value::Val;
 use serde_json::Value as Json;
@@ -115,42 +115,7 @@ fn walk(expression: &IdedExpr, reads: &mut HashMap<&'static str, Reads>) {
                 _ => walk(operand, reads),
             }
         }
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                walk(target, reads);
-            }
-            call.args.iter().for_each(|argument| walk(argument, reads));
-        }
-        Expr::List(list) => list.elements.iter().for_each(|element| walk(element, reads)),
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(entry) = &entry.expr {
-                    walk(&entry.key, reads);
-                    walk(&entry.value, reads);
-                }
-            }
-        }
-        Expr::Struct(structure) => {
-            for entry in &structure.entries {
-                if let EntryExpr::StructField(field) = &entry.expr {
-                    walk(&field.value, reads);
-                }
-            }
-        }
-        Expr::Comprehension(comprehension) => {
-            let ComprehensionExpr {
-                iter_range,
-                accu_init,
-                loop_cond,
-                loop_step,
-                result,
-                ..
-            } = comprehension.as_ref();
-            for child in [iter_range, accu_init, loop_cond, loop_step, result] {
-                walk(child, reads);
-            }
-        }
-        _ => {}
+        _ => children(expression).into_iter().for_each(|child| walk(child, reads)),
     }
 }
 

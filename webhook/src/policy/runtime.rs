@@ -426,30 +426,34 @@ fn max_id(expression: &IdedExpr) -> u64 {
 
 fn visit(expression: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
     f(expression);
+    for child in children(expression) {
+        visit(child, f);
+    }
+}
+
+/// The direct subexpressions of `expression`, for analyses that walk the tree.
+pub fn children(expression: &IdedExpr) -> Vec<&IdedExpr> {
     match &expression.expr {
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                visit(target, f);
-            }
-            call.args.iter().for_each(|argument| visit(argument, f));
-        }
-        Expr::Select(select) => visit(&select.operand, f),
-        Expr::List(list) => list.elements.iter().for_each(|element| visit(element, f)),
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                if let cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr {
-                    visit(&entry.key, f);
-                    visit(&entry.value, f);
-                }
-            }
-        }
-        Expr::Struct(structure) => {
-            for entry in &structure.entries {
-                if let cel::common::ast::EntryExpr::StructField(field) = &entry.expr {
-                    visit(&field.value, f);
-                }
-            }
-        }
+        Expr::Call(call) => call.target.as_deref().into_iter().chain(&call.args).collect(),
+        Expr::Select(select) => vec![&select.operand],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(entry) => Some([&entry.key, &entry.value]),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        Expr::Struct(structure) => structure
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::StructField(field) => Some(&field.value),
+                _ => None,
+            })
+            .collect(),
         Expr::Comprehension(comprehension) => {
             let ComprehensionExpr {
                 iter_range,
@@ -459,11 +463,9 @@ fn visit(expression: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
                 result,
                 ..
             } = comprehension.as_ref();
-            for child in [iter_range, accu_init, loop_cond, loop_step, result] {
-                visit(child, f);
-            }
+            vec![iter_range, accu_init, loop_cond, loop_step, result]
         }
-        _ => {}
+        _ => Vec::new(),
     }
 }
 
