@@ -399,6 +399,23 @@ async fn mutation_keeps_unknown_fields_and_never_touches_status() {
     }
 }
 
+/// Found by the `admission_mutate` fuzz target (fuzz/regressions/admission_mutate-merge-key-object.bin): a value of
+/// the wrong type under the merge-by-name key was replaced, and the unknown fields inside it lost. The user's value
+/// stays, whatever it is; the API server's schema check refuses a non-string.
+#[tokio::test]
+async fn a_malformed_merge_key_value_is_left_as_it_is() {
+    let state = state(Config::default());
+    for value in [json!({"x-fuzz-1": null}), json!({}), json!(false)] {
+        let mut original = fixture("flink-pipeline");
+        original["spec"]["flinkConfiguration"][beamstack::MERGE_BY_NAME_KEY] = value.clone();
+        let (object, _) = mutated(&state, "CREATE", &original).await;
+        assert_eq!(
+            object["spec"]["flinkConfiguration"][beamstack::MERGE_BY_NAME_KEY],
+            value
+        );
+    }
+}
+
 #[tokio::test]
 async fn mutated_objects_stay_valid_against_the_operator_crds() {
     let mut config = Config::default();

@@ -65,12 +65,16 @@ pub fn place_pods(object: &mut Value, pod_spec_path: &[&str], placement: &Placem
 
 /// Puts the worker pool beside `flink-main-container` in every TaskManager pod, with a shared artifact volume.
 pub fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &HarnessConfig, changes: &mut Changes) {
-    // Merge by name, unless the user decided otherwise (validation then explains why that breaks the harness).
+    // Merge by name, unless the user decided otherwise (validation then explains why that breaks the harness). A
+    // value that is there in any form, even a malformed one, is the user's: never replaced (the fuzzer found an
+    // object under the key, which was overwritten with its unknown fields).
+    let nested = format!("{MERGE_BY_NAME_KEY}.");
     let has_merge_key = tree::get(object, &["spec", "flinkConfiguration"])
         .map(|configuration| {
-            tree::flatten_keys(configuration)
-                .iter()
-                .any(|(key, _)| key == MERGE_BY_NAME_KEY)
+            configuration.get(MERGE_BY_NAME_KEY).is_some()
+                || tree::flatten_keys(configuration)
+                    .iter()
+                    .any(|(key, _)| key == MERGE_BY_NAME_KEY || key.starts_with(&nested))
         })
         .unwrap_or(false);
     if !has_merge_key && let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"]) {
