@@ -473,7 +473,8 @@ impl Engine {
         // converting all of it was a quarter of an admission's instructions. The derived lists and the tenant's
         // usage are built only on demand too.
         let needs = |name: &str| needed.contains(name);
-        let read = |name: &str| reads.get(name).cloned().unwrap_or_default();
+        static NOTHING: Reads = Reads::Fields(BTreeMap::new());
+        let read = |name: &str| reads.get(name).unwrap_or(&NOTHING);
         scope.add_variable_as_val("object", read("object").to_val(request.object));
         if needs("oldObject") {
             scope.add_variable_as_val(
