@@ -288,13 +288,13 @@ if [[ -x /usr/bin/time ]]; then
 fi
 record "{\"kind\": \"plugin-output\", \"bytes\": $(wc -c <"$work/plugin-run.yaml"), \"example\": \"$example\", \"example_bytes\": $(wc -c <"$example")}"
 # ---- 4. Through the real API server --------------------------------------------------------------------------------
-# Only with --apiserver: the end-to-end harness (etcd, kube-apiserver and kubectl from .tools/bin, built by
-# scripts/e2e-tools.sh) with this run's release beam-webhook behind the chart's webhook configurations; the harness's
-# fixed ports must be free (no other harness up).
+# Only with --apiserver: the end-to-end harness (a real single-node Kubernetes from scripts/e2e-tools.sh) with this
+# run's release beam-webhook built into the image the chart runs as two pods; the harness's fixed ports must be free
+# (no other harness up).
 if [[ $apiserver == 1 ]]; then
     log "4. through the API server: creates with no admission, with beam-webhook, with an equivalent VAP"
     bash scripts/e2e-tools.sh >&2
-    BEAM_WEBHOOK_BIN=$bin/beam-webhook bash scripts/e2e-cluster.sh up >&2
+    BEAM_WEBHOOK_RELEASE_BIN=$bin/beam-webhook bash scripts/e2e-cluster.sh up >&2
     if [[ $quick == 1 ]]; then apiserver_args=(--creates 100 --runs 1); else apiserver_args=(--creates 300 --runs 3); fi
     python3 bench/apiserver/run.py "${apiserver_args[@]}" >"$work/apiserver.json" || {
         bash scripts/e2e-cluster.sh down >&2; exit 1; }

@@ -1,29 +1,40 @@
 #!/usr/bin/env bash
-# A real control plane on loopback for the end-to-end suite: etcd and kube-apiserver (built by e2e-tools.sh), the
-# Flink and Spark operators' CRDs and ours, and beam-webhook from this workspace registered through the Helm chart's
-# own webhook configurations (rendered with helm, pointing at the webhook by URL, caBundle from our cert tooling).
-# No kubelet, scheduler or controller-manager runs: pods are never started, and operators' status is played by tests.
+# The end-to-end suite's cluster: a real single-node Kubernetes on this machine with Beamstack installed by Helm,
+# the way a platform team installs it.
+#   - etcd and kube-apiserver (built by e2e-tools.sh) on this machine, reached on loopback by the tests and on the
+#     node's address by pods;
+#   - the node (scripts/e2e-node.sh): containerd, kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
+#     CoreDNS, running the images scripts/e2e-images.sh built (ours from images/, stand-ins for official ones);
+#   - the Flink and Spark operators' CRDs (no operator runs yet: their status is played by the tests);
+#   - `helm install` of charts/beamstack into the namespace beamstack, which enforces the restricted Pod Security
+#     Standard: two beam-webhook pods from ghcr.io/beamstack/beam-webhook, called by the API server through the
+#     chart's Service, with the provided certificate mode (a Secret made with `beam-webhook certs`);
+#   - Prometheus (Debian's package) discovering the webhook pods through the API server, and a static exporter
+#     standing in for Flink's Prometheus reporter.
 #
 #   bash scripts/e2e-cluster.sh up              # start everything; prints the kubeconfig path
-#   bash scripts/e2e-cluster.sh down            # stop everything, keep nothing
-#   bash scripts/e2e-cluster.sh webhook-stop    # stop only the webhook (failure-policy scenarios)
-#   bash scripts/e2e-cluster.sh webhook-start   # start it again with the same certificates
+#   bash scripts/e2e-cluster.sh down            # stop everything, undo what up changed, keep nothing in .e2e
+#   bash scripts/e2e-cluster.sh webhook-stop    # scale the webhook to zero pods (failure-policy scenarios)
+#   bash scripts/e2e-cluster.sh webhook-start   # scale it back and wait until both pods are Ready
 #
-# State lives in .e2e/ (ports, certificates, logs, kubeconfig).
+# State lives in .e2e/ (ports, certificates, logs, kubeconfig); built tools and images in $BEAMSTACK_CACHE.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state="$root/.e2e"
 bin="$root/.tools/bin"
+# The host-side tool (certificates); the webhook the cluster runs is the image built from the release binary.
+release_bin="${BEAM_WEBHOOK_RELEASE_BIN:-$root/target/release/beam-webhook}"
 webhook_bin="${BEAM_WEBHOOK_BIN:-$root/target/debug/beam-webhook}"
+[[ -x "$webhook_bin" ]] || webhook_bin=$release_bin
 etcd_port=23791
 apiserver_port=26443
-webhook_port=29443
-admin_port=29080
 prometheus_port=29090
 exporter_port=29091
+namespace=beamstack
 
 log() { printf 'e2e-cluster: %s\n' "$*" >&2; }
+kubectl() { "$bin/kubectl" --kubeconfig "$state/kubeconfig" "$@"; }
 
 running() { [[ -f "$state/$1.pid" ]] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
 
@@ -52,56 +63,35 @@ wait_for() {
     exit 1
 }
 
-start_webhook() {
-    [[ -x "$webhook_bin" ]] || { log "no $webhook_bin: run cargo build --workspace --bins first"; exit 1; }
-    KUBECONFIG="$state/kubeconfig" "$webhook_bin" serve \
-        --listen "127.0.0.1:$webhook_port" --admin-listen "127.0.0.1:$admin_port" \
-        --tls-cert "$state/webhook-certs/tls.crt" --tls-key "$state/webhook-certs/tls.key" \
-        --tls-reload-interval 1s --policies "$state/policies" --policy-reload-interval 1s --cluster \
-        --log-format json >>"$state/webhook.log" 2>&1 &
-    echo $! >"$state/webhook.pid"
-    wait_for webhook curl -fsS "http://127.0.0.1:$admin_port/readyz"
+node_ip() {
+    local device
+    device=$(ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1); exit}')
+    ip -4 -o addr show dev "$device" scope global | awk '{split($4, a, "/"); print a[1]; exit}'
 }
 
-up() {
-    for tool in etcd kube-apiserver kubectl helm; do
-        [[ -x "$bin/$tool" ]] || { log "no $bin/$tool: run bash scripts/e2e-tools.sh first"; exit 1; }
-    done
-    down
-    mkdir -p "$state/etcd" "$state/policies"
-    local started=$SECONDS
+# Identities: the tests' admin and the node's components, each a token user named as its bootstrap RBAC binding
+# expects; and the client certificate the API server shows the kubelet (logs, exec), from a CA the kubelet trusts.
+make_identities() {
+    {
+        echo "$(openssl rand -hex 24),e2e-admin,e2e-admin,system:masters"
+        echo "$(openssl rand -hex 24),system:node:e2e-node,system:node:e2e-node,system:nodes"
+        for user in system:kube-controller-manager system:kube-scheduler system:kube-proxy; do
+            echo "$(openssl rand -hex 24),$user,$user"
+        done
+    } >"$state/tokens.csv"
+    local ca="$state/kubelet-client-ca"
+    mkdir -p "$ca"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=e2e kubelet client CA" \
+        -keyout "$ca/ca.key" -out "$ca/ca.crt" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=system:masters/CN=kube-apiserver" \
+        -keyout "$ca/client.key" -out "$ca/client.csr" 2>/dev/null
+    openssl x509 -req -in "$ca/client.csr" -CA "$ca/ca.crt" -CAkey "$ca/ca.key" -CAcreateserial -days 7 \
+        -out "$ca/client.crt" 2>/dev/null
+}
 
-    "$bin/etcd" --data-dir "$state/etcd" --name e2e \
-        --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-        --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-        --initial-cluster "e2e=http://127.0.0.1:$((etcd_port + 1))" \
-        --unsafe-no-fsync --quota-backend-bytes 2147483648 >"$state/etcd.log" 2>&1 &
-    echo $! >"$state/etcd.pid"
-
-    # The API server's own serving certificate and service-account keys, made with the project's cert tooling.
-    "$webhook_bin" certs --out "$state/apiserver-certs" --service kubernetes --namespace default \
-        --name 127.0.0.1 --name localhost >/dev/null
-    openssl genrsa -out "$state/sa.key" 2048 2>/dev/null
-    openssl rsa -in "$state/sa.key" -pubout -out "$state/sa.pub" 2>/dev/null
+write_kubeconfig() {
     local token
-    token=$(openssl rand -hex 24)
-    echo "$token,e2e-admin,e2e-admin,system:masters" >"$state/tokens.csv"
-    wait_for etcd curl -fsS "http://127.0.0.1:$etcd_port/health"
-
-    "$bin/kube-apiserver" \
-        --etcd-servers "http://127.0.0.1:$etcd_port" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
-        --tls-cert-file "$state/apiserver-certs/tls.crt" --tls-private-key-file "$state/apiserver-certs/tls.key" \
-        --client-ca-file "$state/apiserver-certs/ca.crt" \
-        --service-account-issuer https://kubernetes.default.svc \
-        --service-account-key-file "$state/sa.pub" --service-account-signing-key-file "$state/sa.key" \
-        --token-auth-file "$state/tokens.csv" --authorization-mode RBAC \
-        --service-cluster-ip-range 10.96.0.0/16 \
-        --enable-priority-and-fairness=false --profiling=false \
-        >"$state/apiserver.log" 2>&1 &
-    echo $! >"$state/apiserver.pid"
-
+    token=$(awk -F, '$2 == "e2e-admin" {print $1}' "$state/tokens.csv")
     cat >"$state/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
@@ -119,43 +109,115 @@ contexts:
     context: {cluster: e2e, user: e2e-admin, namespace: default}
 current-context: e2e
 EOF
-    export KUBECONFIG="$state/kubeconfig"
-    wait_for apiserver "$bin/kubectl" get --raw /readyz
+}
+
+up() {
+    for tool in etcd kube-apiserver kubectl helm kubelet kube-controller-manager kube-scheduler kube-proxy coredns; do
+        [[ -x "$bin/$tool" ]] || { log "no $bin/$tool: run bash scripts/e2e-tools.sh first"; exit 1; }
+    done
+    [[ -x "$release_bin" ]] || { log "no $release_bin: cargo build --release -p webhook first"; exit 1; }
+    down
+    mkdir -p "$state/etcd"
+    local started=$SECONDS ip
+    ip=$(node_ip)
+
+    # The images first: base images and stand-ins are made once per machine, ours from this release binary.
+    mkdir -p "$state/binaries/linux-amd64" && cp "$release_bin" "$state/binaries/linux-amd64/"
+    BEAMSTACK_BINARIES="$state/binaries" bash "$root/scripts/e2e-images.sh" build
+    log "images ready after $((SECONDS - started)) s"
+
+    "$bin/etcd" --data-dir "$state/etcd" --name e2e \
+        --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
+        --initial-cluster "e2e=http://127.0.0.1:$((etcd_port + 1))" \
+        --unsafe-no-fsync --quota-backend-bytes 2147483648 >"$state/etcd.log" 2>&1 &
+    echo $! >"$state/etcd.pid"
+
+    # The API server's serving certificate (every name a client uses: loopback, the node's address, the
+    # kubernetes Service's ClusterIP and DNS names), made with the project's cert tooling, and service-account keys.
+    "$webhook_bin" certs --out "$state/apiserver-certs" --service kubernetes --namespace default \
+        --name 127.0.0.1 --name localhost --name "$ip" --name 10.96.0.1 >/dev/null
+    openssl genrsa -out "$state/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$state/sa.key" -pubout -out "$state/sa.pub" 2>/dev/null
+    make_identities
+    wait_for etcd curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+    # Bound to every address: the tests use loopback, pods the kubernetes Service, which kube-proxy sends to the
+    # advertised node address. Node authorization and NodeRestriction keep the kubelet to its own node.
+    "$bin/kube-apiserver" \
+        --etcd-servers "http://127.0.0.1:$etcd_port" \
+        --bind-address 0.0.0.0 --advertise-address "$ip" --secure-port "$apiserver_port" \
+        --tls-cert-file "$state/apiserver-certs/tls.crt" --tls-private-key-file "$state/apiserver-certs/tls.key" \
+        --client-ca-file "$state/apiserver-certs/ca.crt" \
+        --service-account-issuer https://kubernetes.default.svc \
+        --service-account-key-file "$state/sa.pub" --service-account-signing-key-file "$state/sa.key" \
+        --token-auth-file "$state/tokens.csv" --authorization-mode Node,RBAC \
+        --enable-admission-plugins NodeRestriction \
+        --kubelet-client-certificate "$state/kubelet-client-ca/client.crt" \
+        --kubelet-client-key "$state/kubelet-client-ca/client.key" \
+        --service-cluster-ip-range 10.96.0.0/16 \
+        --enable-priority-and-fairness=false --profiling=false \
+        >"$state/apiserver.log" 2>&1 &
+    echo $! >"$state/apiserver.pid"
+    write_kubeconfig
+    wait_for apiserver kubectl get --raw /readyz
     log "API server ready after $((SECONDS - started)) s"
 
-    "$bin/kubectl" apply --server-side -f "$root/tests/crds/" -f "$root/charts/beamstack/crds/" >/dev/null
+    # The operators' CRDs (ours come with the chart).
+    kubectl apply --server-side -f "$root/tests/crds/" >/dev/null
+    bash "$root/scripts/e2e-node.sh" up
+    install_beamstack
+    start_monitoring
     # A CRD created a moment ago may have no status yet, which kubectl wait reports as an error: ask again.
     for attempt in 1 2 3 4 5; do
-        "$bin/kubectl" wait --for condition=established --timeout 60s crd --all >/dev/null 2>&1 && break
-        [[ $attempt == 5 ]] && { "$bin/kubectl" wait --for condition=established --timeout 5s crd --all; exit 1; }
+        kubectl wait --for condition=established --timeout 60s crd --all >/dev/null 2>&1 && break
+        [[ $attempt == 5 ]] && { kubectl wait --for condition=established --timeout 5s crd --all; exit 1; }
         sleep 0.5
     done
-    "$bin/kubectl" create namespace beamstack >/dev/null
-
-    # The webhook: certificates from beam-webhook certs for the chart's Service name plus loopback, the shipped
-    # policies in a folder it reloads, and the cluster watches (policies, tenants, namespaces, runner CRs).
-    "$webhook_bin" certs --out "$state/webhook-certs" --service beam-webhook --namespace beamstack \
-        --name 127.0.0.1 --name localhost >/dev/null
-    cp "$root"/policies/*.yaml "$state/policies/"
-    start_webhook
-
-    # The chart's templates decide what gets registered: render them by URL with the CA we just made, and apply
-    # everything the chart makes (its Deployment never starts: there is no kubelet).
-    start_monitoring
-
-    local ca_bundle
-    ca_bundle=$(base64 -w0 <"$state/webhook-certs/ca.crt")
-    "$bin/helm" template beamstack "$root/charts/beamstack" --namespace beamstack --kube-version 1.34.4 \
-        --set certificates.mode=provided --set "certificates.caBundle=$ca_bundle" \
-        --set "webhook.url=https://127.0.0.1:$webhook_port" \
-        --set "pluginDefaults.prometheus=http://127.0.0.1:$prometheus_port" 2>/dev/null >"$state/chart.yaml"
-    "$bin/kubectl" apply --server-side -f "$state/chart.yaml" >/dev/null
-    log "cluster, CRDs, webhook and chart up after $((SECONDS - started)) s; KUBECONFIG=$state/kubeconfig"
+    kubectl -n kube-system rollout status deployment/coredns --timeout 120s >/dev/null
+    log "cluster, node, Beamstack and Prometheus up after $((SECONDS - started)) s; KUBECONFIG=$state/kubeconfig"
     echo "$state/kubeconfig"
 }
 
-# A real Prometheus (Debian's package) scraping the webhook's /metrics, and a static exporter standing in for Flink's
-# Prometheus reporter (no Flink runs here): the series a running job "wc" would have, with fixed values.
+# Beamstack as a platform team installs it: its namespace enforcing the restricted Pod Security Standard, the
+# serving certificate as a Secret (provided mode, certs/README.md), and `helm install` of the chart.
+install_beamstack() {
+    kubectl create namespace "$namespace" >/dev/null
+    kubectl label namespace "$namespace" pod-security.kubernetes.io/enforce=restricted \
+        pod-security.kubernetes.io/enforce-version=latest >/dev/null
+    "$webhook_bin" certs --out "$state/webhook-certs" --service beam-webhook --namespace "$namespace" >/dev/null
+    kubectl -n "$namespace" create secret generic beam-webhook-tls --type kubernetes.io/tls \
+        --from-file="$state/webhook-certs/tls.crt" --from-file="$state/webhook-certs/tls.key" \
+        --from-file="$state/webhook-certs/ca.crt" >/dev/null
+    local ca_bundle
+    ca_bundle=$(base64 -w0 <"$state/webhook-certs/ca.crt")
+    if ! "$bin/helm" --kubeconfig "$state/kubeconfig" install beamstack "$root/charts/beamstack" -n "$namespace" \
+        --set certificates.mode=provided --set "certificates.caBundle=$ca_bundle" \
+        --set "pluginDefaults.prometheus=http://127.0.0.1:$prometheus_port" \
+        --wait --timeout 180s >"$state/helm-install.log" 2>&1; then
+        log "helm install failed:"
+        cat "$state/helm-install.log" >&2
+        kubectl -n "$namespace" get pods -o wide >&2
+        kubectl -n "$namespace" describe pods 2>&1 | tail -40 >&2
+        exit 1
+    fi
+    log "helm install: beam-webhook $(kubectl -n "$namespace" get deployment beam-webhook -o jsonpath='{.status.readyReplicas}') pods Ready"
+}
+
+webhook_stop() {
+    kubectl -n "$namespace" scale deployment/beam-webhook --replicas 0 >/dev/null
+    kubectl -n "$namespace" wait --for delete pod -l app.kubernetes.io/name=beamstack-webhook --timeout 60s >/dev/null
+}
+
+webhook_start() {
+    kubectl -n "$namespace" scale deployment/beam-webhook --replicas 2 >/dev/null
+    kubectl -n "$namespace" rollout status deployment/beam-webhook --timeout 120s >/dev/null
+}
+
+# A real Prometheus (Debian's package) finding the webhook pods through the API server, as one without the
+# Prometheus operator does, and a static exporter standing in for Flink's Prometheus reporter (no Flink runs
+# here yet): the series a running job "wc" would have, with fixed values.
 start_monitoring() {
     command -v prometheus >/dev/null || { log "no prometheus: apt-get install prometheus (Debian's package)"; exit 1; }
     mkdir -p "$state/flink-exporter" "$state/prometheus"
@@ -174,11 +236,16 @@ EOF
     python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter" \
         >"$state/exporter.log" 2>&1 &
     echo $! >"$state/exporter.pid"
+    # Debian's Prometheus is built without Kubernetes service discovery. In its place, a loop writes the Ready
+    # webhook pods' admin endpoints into a file_sd file every two seconds, with the labels Kubernetes discovery's
+    # relabelling would give (namespace, pod).
+    discover_webhook_pods >>"$state/discovery.log" 2>&1 &
+    echo $! >"$state/discovery.pid"
     cat >"$state/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: beam-webhook
-    static_configs: [{targets: ["127.0.0.1:$admin_port"]}]
+    file_sd_configs: [{files: ["$state/prometheus-targets.json"], refresh_interval: 1s}]
   - job_name: flink
     static_configs: [{targets: ["127.0.0.1:$exporter_port"]}]
 EOF
@@ -188,10 +255,29 @@ EOF
     wait_for prometheus curl -fsS "http://127.0.0.1:$prometheus_port/-/ready"
 }
 
+# The Ready webhook pods' admin endpoints as Prometheus file_sd targets, rewritten whenever they change.
+discover_webhook_pods() {
+    local targets="$state/prometheus-targets.json"
+    echo '[]' >"$targets"
+    while true; do
+        kubectl -n "$namespace" get pods -l app.kubernetes.io/name=beamstack-webhook -o json 2>/dev/null |
+            python3 -c '
+import json, sys
+pods = json.load(sys.stdin)["items"]
+ready = [p for p in pods if p["status"].get("podIP") and any(
+    c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+print(json.dumps([{"targets": [p["status"]["podIP"] + ":8080"],
+                   "labels": {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"]}}
+                  for p in ready]))' >"$targets.new" 2>/dev/null && mv "$targets.new" "$targets"
+        sleep 2
+    done
+}
+
 down() {
+    stop discovery
     stop prometheus
     stop exporter
-    stop webhook
+    bash "$root/scripts/e2e-node.sh" down
     stop apiserver
     stop etcd
     rm -rf "$state"
@@ -200,7 +286,7 @@ down() {
 case "${1:-}" in
     up) up ;;
     down) down ;;
-    webhook-stop) stop webhook ;;
-    webhook-start) start_webhook ;;
+    webhook-stop) webhook_stop ;;
+    webhook-start) webhook_start ;;
     *) echo "usage: $0 up|down|webhook-stop|webhook-start" >&2; exit 2 ;;
 esac

@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Builds the real control plane and clients the end-to-end suite runs against, from their Go modules:
-# etcd, kube-apiserver and kubectl (Kubernetes 1.34, the API version k8s-openapi is built for) and helm.
+# Builds the real Kubernetes the end-to-end suite runs on, from Go modules: etcd, kube-apiserver, kubectl, the node's
+# kubelet, kube-controller-manager, kube-scheduler and kube-proxy (all Kubernetes 1.34.4, the API version k8s-openapi
+# is built for), CoreDNS (the version kubeadm 1.34 deploys), helm, and actionlint (which checks the release workflow).
 # No prebuilt binary can be downloaded on our build machines; the Go module proxy and the machine's Go toolchain can.
-# Each binary is built once into .tools/bin and kept with a stamp naming its version, so a second run takes a second.
+#
+# Each binary is built once into a cache outside the checkout ($BEAMSTACK_CACHE, default ~/.cache/beamstack), kept
+# with a stamp naming its version, and linked into .tools/bin; a fresh clone on a warm machine takes a second.
 #
 #   bash scripts/e2e-tools.sh          # build what is missing, print the bin folder
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tools="$root/.tools"
-bin="$tools/bin"
-work="$tools/go-build"
-mkdir -p "$bin" "$work"
+cache="${BEAMSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamstack}"
+built="$cache/bin"
+work="$cache/go-build"
+bin="$root/.tools/bin"
+mkdir -p "$built" "$work" "$bin"
 
-kubernetes_version=1.34.4 # kube-apiserver and kubectl; staging modules are v0.34.4
+kubernetes_version=1.34.4 # every Kubernetes binary; staging modules are v0.34.4
 etcd_version=3.6.16       # the etcd minor Kubernetes 1.34 is tested with
 helm_version=3.19.5
+coredns_version=1.12.1    # the CoreDNS kubeadm 1.34 deploys
+actionlint_version=1.7.12
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 
@@ -28,17 +34,24 @@ fresh_module() {
     rm -rf "$1" && mkdir -p "$1" && (cd "$1" && go mod init beamstack.dev/e2e-tools >/dev/null 2>&1)
 }
 
-stamped() { [[ -x "$bin/$1" && "$(cat "$bin/.$1.version" 2>/dev/null)" == "$2" ]]; }
-stamp() { echo "$2" >"$bin/.$1.version"; }
+stamped() { [[ -x "$built/$1" && "$(cat "$built/.$1.version" 2>/dev/null)" == "$2" ]]; }
+stamp() { echo "$2" >"$built/.$1.version"; }
+
+kubernetes_commands=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
 
 build_kubernetes() {
-    if stamped kube-apiserver "$kubernetes_version" && stamped kubectl "$kubernetes_version"; then return; fi
+    local missing=()
+    for command in "${kubernetes_commands[@]}"; do
+        stamped "$command" "$kubernetes_version" || missing+=("$command")
+    done
+    [[ ${#missing[@]} == 0 ]] && return
     local dir="$work/kubernetes" started=$SECONDS
-    log "building kube-apiserver and kubectl v$kubernetes_version from k8s.io/kubernetes (several minutes, once)"
+    log "building ${missing[*]} v$kubernetes_version from k8s.io/kubernetes (several minutes, once)"
     fresh_module "$dir"
     local staging
-    staging=$(curl -fsS "https://proxy.golang.org/k8s.io/kubernetes/@v/v$kubernetes_version.mod" |
-        sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p')
+    staging=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@v$kubernetes_version" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' |
+        xargs sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p')
     [[ -n "$staging" ]] || { log "could not read the staging modules of k8s.io/kubernetes v$kubernetes_version"; exit 1; }
     (
         cd "$dir"
@@ -46,23 +59,24 @@ build_kubernetes() {
             go mod edit -replace "$module=$module@v0.${kubernetes_version#1.}"
         done
         # Versions on the package paths: a bare `go get <package>` would move to the newest Kubernetes.
-        go get "k8s.io/kubernetes/cmd/kube-apiserver@v$kubernetes_version" \
-            "k8s.io/kubernetes/cmd/kubectl@v$kubernetes_version" >/dev/null
+        local packages=()
+        for command in "${kubernetes_commands[@]}"; do packages+=("k8s.io/kubernetes/cmd/$command@v$kubernetes_version"); done
+        go get "${packages[@]}" >/dev/null
         local major=${kubernetes_version%%.*} minor=${kubernetes_version#*.}
         minor=${minor%%.*}
-        # kubectl version and helm's kubeVersion checks read these; an unset gitVersion is v0.0.0-master.
+        # kubectl version, the node's kubeletVersion and helm's kubeVersion checks read these; unset, v0.0.0-master.
         local pkg=k8s.io/component-base/version
         local ldflags="-s -w -X $pkg.gitVersion=v$kubernetes_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
         ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-        go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-        go build -trimpath -ldflags "$ldflags" -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl
+        for command in "${missing[@]}"; do
+            go build -trimpath -ldflags "$ldflags" -o "$built/$command" "k8s.io/kubernetes/cmd/$command"
+            stamp "$command" "$kubernetes_version"
+        done
     )
-    stamp kube-apiserver "$kubernetes_version"
-    stamp kubectl "$kubernetes_version"
-    log "kube-apiserver and kubectl built in $((SECONDS - started)) s"
+    log "${missing[*]} built in $((SECONDS - started)) s"
 }
 
-# build_go_command NAME VERSION PACKAGE@VERSION LDFLAGS: one command from its module, into .tools/bin/NAME.
+# build_go_command NAME VERSION PACKAGE@VERSION LDFLAGS: one command from its module, into the cache.
 build_go_command() {
     local name=$1 version=$2 package=$3 ldflags=$4
     if stamped "$name" "$version"; then return; fi
@@ -72,22 +86,24 @@ build_go_command() {
     (
         cd "$dir"
         go get "$package" >/dev/null
-        go build -trimpath -ldflags "$ldflags" -o "$bin/$name" "${package%@*}"
+        go build -trimpath -ldflags "$ldflags" -o "$built/$name" "${package%@*}"
     )
     stamp "$name" "$version"
     log "$name built in $((SECONDS - started)) s"
 }
 
-build_etcd() {
-    build_go_command etcd "$etcd_version" "go.etcd.io/etcd/server/v3@v$etcd_version" "-s -w"
-}
-
-build_helm() {
-    build_go_command helm "$helm_version" "helm.sh/helm/v3/cmd/helm@v$helm_version" \
-        "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version"
-}
-
-build_etcd
-build_helm
+build_go_command etcd "$etcd_version" "go.etcd.io/etcd/server/v3@v$etcd_version" "-s -w"
+build_go_command helm "$helm_version" "helm.sh/helm/v3/cmd/helm@v$helm_version" \
+    "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version"
 build_kubernetes
+# CoreDNS's own module pulls in every cloud plugin's SDK (about 1 GB of modules, once); the binary is what kubeadm
+# deploys, built the way its Makefile does (CGO off, the version in coremain).
+build_go_command coredns "$coredns_version" "github.com/coredns/coredns@v$coredns_version" \
+    "-s -w -X github.com/coredns/coredns/coremain.GitCommit=v$coredns_version"
+build_go_command actionlint "$actionlint_version" "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" \
+    "-s -w -X github.com/rhysd/actionlint.version=$actionlint_version"
+
+for command in etcd helm coredns actionlint "${kubernetes_commands[@]}"; do
+    ln -sfn "$built/$command" "$bin/$command"
+done
 echo "$bin"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Every check the project has, as CI runs them on a fresh machine: formatting, lints, unit and integration tests, the
-# Helm chart (helm lint, helm template), the end-to-end suite against a real kube-apiserver and etcd, short fuzzing
-# runs (scripts/fuzz.sh: cargo-fuzz from crates.io), and the main job (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy), Go (to build etcd,
-# kube-apiserver, kubectl and helm from their modules, once, into .tools/bin), curl, openssl and python3 with venv
-# (scripts/beam-venv.sh installs apache-beam from PyPI for the tests that compare verdicts with Beam).
+# Helm chart (helm lint, helm template), the release workflow (actionlint) and the krew manifest it fills, the
+# project's images built from images/ with buildah, the end-to-end suite against a real single-node Kubernetes with
+# Beamstack installed by `helm install` from those images, short fuzzing runs (scripts/fuzz.sh: cargo-fuzz from
+# crates.io), and the main job (scripts/demo.sh) as a smoke test. Needs the Rust toolchain (cargo, rustfmt, clippy),
+# a C compiler, Go (to build the Kubernetes binaries, CoreDNS, helm and actionlint from their modules, once per
+# machine, into ~/.cache/beamstack), curl, openssl, python3 with venv, and root (the node: containerd, kubelet,
+# iptables); Debian's packages it needs are installed by scripts/e2e-packages.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +28,10 @@ if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20.2'; then
 fi
 cargo deny --log-level error check bans licenses sources
 
-step "the control plane and clients of the end-to-end suite, built from their Go modules (cached in .tools/bin)"
+step "Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck"
+bash scripts/e2e-packages.sh
+
+step "Kubernetes 1.34.4, CoreDNS, helm and actionlint, built from their Go modules (cached in ~/.cache/beamstack)"
 bash scripts/e2e-tools.sh
 
 step "Helm chart: helm lint, helm template (the three certificate modes)"
@@ -38,21 +44,18 @@ step "Helm chart: helm lint, helm template (the three certificate modes)"
   --set certificates.mode=selfManaged 2>/dev/null >/dev/null
 echo "ok"
 
-step "Prometheus from Debian's packages (the monitoring scenario scrapes the webhook with it)"
-if ! command -v prometheus >/dev/null; then
-  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-  export DEBIAN_FRONTEND=noninteractive
-  sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
-    { sudo_if_needed apt-get update -qq && sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-fi
-prometheus --version 2>&1 | head -n 1
+step "release: actionlint on .github/workflows (with shellcheck on its scripts), the krew manifest it fills"
+.tools/bin/actionlint -no-color
+bash scripts/check-krew-manifest.sh
 
-step "cargo build (the binaries the end-to-end suite runs)"
+step "cargo build (the plugin and tools the end-to-end suite runs; beam-webhook in release for its image)"
 cargo build --workspace --bins --locked
+cargo build --release --locked -p webhook --bin beam-webhook
 
-step "a real control plane on loopback: etcd, kube-apiserver, CRDs, beam-webhook through the chart's webhooks"
+step "a real single-node Kubernetes (etcd, kube-apiserver, containerd, kubelet, controller-manager, scheduler, kube-proxy, CoreDNS), the images, helm install of Beamstack"
 trap 'bash scripts/e2e-cluster.sh down' EXIT
 bash scripts/e2e-cluster.sh up
+.tools/bin/kubectl --kubeconfig .e2e/kubeconfig get pods -n beamstack -o wide
 
 step "Flink 1.19, Beam's Flink job-server jar and a Beam venv for scenario 11 (cached in .tools/flink)"
 bash scripts/flink-local.sh

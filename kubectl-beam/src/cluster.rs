@@ -4,7 +4,9 @@
 
 use crate::convert::{FIELD_MANAGER, LABEL_PIPELINE};
 use crate::status::{self, JobStatus};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::{Value, json};
@@ -354,6 +356,22 @@ pub async fn ready_endpoints(client: &Client, namespace: &str, service: &str) ->
         .filter(|endpoint| endpoint.pointer("/conditions/ready") != Some(&Value::Bool(false)))
         .count();
     Ok(Some(ready))
+}
+
+/// Asks the API server to admit `object` without storing it (a server-side dry run), so every admission webhook
+/// that matches it is called; returns its refusal as the API server phrased it.
+pub async fn dry_run_create(client: &Client, namespace: &str, object: &Value) -> Result<(), String> {
+    let resource = resource_of(object)?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let object: DynamicObject = serde_json::from_value(object.clone()).map_err(|error| error.to_string())?;
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+    };
+    api.create(&params, &object)
+        .await
+        .map(drop)
+        .map_err(|error| describe(&error))
 }
 
 /// The API server's version (`gitVersion`).

@@ -289,6 +289,57 @@ pub fn endpoint_of(webhook: &Value) -> Option<Endpoint> {
     })
 }
 
+/// The name of the object `doctor` asks the API server to admit, in a server-side dry run (nothing is stored).
+pub const PROBE_NAME: &str = "beamstack-doctor-probe";
+
+/// A small FlinkDeployment for the admission probe: the API server sends it to every webhook that matches it, exactly
+/// as it would a user's, so the probe sees what users see (a Service without endpoints, a caBundle that does not
+/// trust the serving certificate, a timeout) whatever the network between `doctor` and the pods.
+pub fn admission_probe(namespace: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "flink.apache.org/v1beta1",
+        "kind": "FlinkDeployment",
+        "metadata": {"name": PROBE_NAME, "namespace": namespace},
+        "spec": {
+            "image": "flink:1.19",
+            "flinkVersion": "v1_19",
+            "serviceAccount": "flink",
+            "jobManager": {"resource": {"cpu": 1, "memory": "1024m"}},
+            "taskManager": {"resource": {"cpu": 1, "memory": "1024m"}},
+        },
+    })
+}
+
+/// Judges the API server's answer to the probe. An answer from our webhook, allowed or denied (a policy may refuse
+/// the probe), proves the call path; only a failed call is a failure.
+pub fn admission_check(namespace: &str, answer: Result<(), String>) -> Check {
+    let check = format!("admission in {namespace}");
+    match answer {
+        Ok(()) => Check::pass(check, "a FlinkDeployment passed admission (server-side dry run, nothing stored)"),
+        Err(error) if error.contains("failed calling webhook") => {
+            let fix = if error.contains("x509") || error.contains("certificate") {
+                "the caBundle is not the CA that signed the webhook's serving certificate: re-run the chart's \
+                 certificate step (certs/README.md)"
+            } else if error.contains("no endpoints") || error.contains("connection refused") {
+                "the webhook pods are not running or not ready: kubectl -n beamstack get pods \
+                 -l app.kubernetes.io/name=beamstack-webhook"
+            } else {
+                "check the webhook pods' logs and the network between the API server and the webhook's Service"
+            };
+            Check::fail(check, format!("the API server could not call the webhook: {error}"), fix)
+        }
+        Err(error) if error.contains("denied the request") => Check::pass(
+            check,
+            format!("the webhook answered a FlinkDeployment (server-side dry run), denying it: {error}"),
+        ),
+        Err(error) => Check::warn(
+            check,
+            format!("the probe could not be sent: {error}"),
+            "doctor needs create on flinkdeployments in this namespace (a dry run stores nothing)",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +468,36 @@ mod tests {
                 port: 443
             })
         );
+    }
+
+    #[test]
+    fn admission_probe_verdicts() {
+        let pass = admission_check("team-a", Ok(()));
+        assert_eq!(pass.verdict, Verdict::Pass);
+        let denied = admission_check(
+            "team-a",
+            Err("admission webhook \"runners.validate.beamstack.dev\" denied the request: metadata.labels.team".into()),
+        );
+        assert_eq!(denied.verdict, Verdict::Pass, "a denial proves the call path");
+        let untrusted = admission_check(
+            "team-a",
+            Err("Internal error occurred: failed calling webhook \"runners.mutate.beamstack.dev\": failed to call \
+                 webhook: Post \"https://beam-webhook.beamstack.svc:443/mutate?timeout=5s\": tls: failed to verify \
+                 certificate: x509: certificate signed by unknown authority"
+                .into()),
+        );
+        assert_eq!(untrusted.verdict, Verdict::Fail);
+        assert!(untrusted.fix.contains("caBundle"), "{untrusted:?}");
+        let down = admission_check(
+            "team-a",
+            Err("Internal error occurred: failed calling webhook \"runners.mutate.beamstack.dev\": failed to call \
+                 webhook: Post \"https://beam-webhook.beamstack.svc:443/mutate?timeout=5s\": no endpoints available \
+                 for service \"beam-webhook\""
+                .into()),
+        );
+        assert_eq!(down.verdict, Verdict::Fail);
+        assert!(down.fix.contains("get pods"), "{down:?}");
+        let forbidden = admission_check("team-a", Err("flinkdeployments is forbidden".into()));
+        assert_eq!(forbidden.verdict, Verdict::Warn);
     }
 }

@@ -39,7 +39,9 @@ pub async fn doctor(global: &Global, prometheus: Option<String>) -> Result<ExitC
 
     let (mutating, validating) = kubectl_beam::cluster::webhook_configurations(&client).await?;
     let namespace = namespace(global);
-    let labels = match kubectl_beam::cluster::namespace_labels(&client, &namespace).await? {
+    let found = kubectl_beam::cluster::namespace_labels(&client, &namespace).await?;
+    let namespace_exists = found.is_some();
+    let labels = match found {
         Some(labels) => labels,
         None => {
             checks.push(Check::fail(
@@ -58,6 +60,12 @@ pub async fn doctor(global: &Global, prometheus: Option<String>) -> Result<ExitC
         now(),
     ));
     checks.extend(reachability(&client, mutating.iter().chain(&validating)).await);
+    // The whole path as the API server takes it, whatever network lies between this machine and the pods.
+    if namespace_exists {
+        let answer =
+            kubectl_beam::cluster::dry_run_create(&client, &namespace, &doctor::admission_probe(&namespace)).await;
+        checks.push(doctor::admission_check(&namespace, answer));
+    }
 
     let prometheus = prometheus.or(super::defaults(Some(&client)).await?.prometheus);
     if let Some(url) = prometheus {

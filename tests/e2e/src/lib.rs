@@ -215,6 +215,17 @@ pub fn set_ca_bundle(bundle_base64: &str) {
     }
 }
 
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
 pub fn base64_of(bytes: &[u8]) -> String {
     let mut child = Command::new("base64")
         .arg("-w0")
@@ -266,4 +277,173 @@ impl AdmissionLoad {
         );
         sent
     }
+}
+
+/// The namespace the harness installs Beamstack into (scripts/e2e-cluster.sh).
+pub const RELEASE_NAMESPACE: &str = "beamstack";
+/// The name the API server calls the webhook by (the chart's Service), which its serving certificate carries.
+pub const WEBHOOK_HOST: &str = "beam-webhook.beamstack.svc";
+
+/// The webhook pods that are Ready, as (name, pod IP).
+pub fn ready_webhook_pods() -> Vec<(String, String)> {
+    let run = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        RELEASE_NAMESPACE,
+        "-l",
+        "app.kubernetes.io/name=beamstack-webhook",
+        "-o",
+        "json",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let pods: Value = serde_json::from_str(&run.stdout).unwrap();
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .filter(|pod| {
+            pod["status"]["conditions"]
+                .as_array()
+                .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .map(|pod| {
+            (
+                pod["metadata"]["name"].as_str().unwrap().to_owned(),
+                pod["status"]["podIP"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Does the webhook pod at `ip` serve a certificate for the Service's name that `ca_pem` trusts? The TLS handshake
+/// the API server makes, from this machine to the pod (the node's bridge routes pod addresses).
+pub fn pod_serves_trusted(ca_pem: &[u8], ip: &str) -> bool {
+    let file = root().join(format!(".e2e/trust-{}.pem", std::process::id()));
+    std::fs::write(&file, ca_pem).unwrap();
+    Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "5", "--cacert", file.to_str().unwrap()])
+        .args(["--resolve", &format!("{WEBHOOK_HOST}:9443:{ip}")])
+        .arg(format!("https://{WEBHOOK_HOST}:9443/"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The sum over the Ready webhook pods of one sample of their /metrics (admin port 8080), matched by its line's
+/// start (name and labels).
+pub fn webhook_metric_sum(series: &str) -> f64 {
+    ready_webhook_pods()
+        .iter()
+        .map(|(name, ip)| {
+            let served = Command::new("curl")
+                .args(["-fsS", "--max-time", "5", &format!("http://{ip}:8080/metrics")])
+                .output()
+                .unwrap();
+            assert!(served.status.success(), "metrics of {name}");
+            String::from_utf8_lossy(&served.stdout)
+                .lines()
+                .find(|line| line.starts_with(series))
+                .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// Replaces the data of the provided-mode Secret the webhook pods mount (the kubelet then updates their volume).
+pub fn replace_webhook_secret(dir: &Path) {
+    let file = |name: &str| format!("--from-file={}", dir.join(name).display());
+    let rendered = kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "beam-webhook-tls",
+        "-n",
+        RELEASE_NAMESPACE,
+        "--type",
+        "kubernetes.io/tls",
+        &file("tls.crt"),
+        &file("tls.key"),
+        &file("ca.crt"),
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    assert!(rendered.ok, "{}", rendered.stderr);
+    let replaced = kubectl_stdin(&["replace", "-f", "-"], &rendered.stdout);
+    assert!(replaced.ok, "{}", replaced.stderr);
+}
+
+/// New certificates for the webhook's Service (`beam-webhook certs`), in `dir`.
+pub fn new_webhook_certificates(dir: &Path) {
+    let made = Command::new(root().join("target/debug/beam-webhook"))
+        .args(["certs", "--out", dir.to_str().unwrap()])
+        .args(["--service", "beam-webhook", "--namespace", RELEASE_NAMESPACE])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+}
+
+/// Waits until every Ready webhook pod (at least `replicas`) serves a certificate `ca_pem` trusts.
+pub fn wait_until_pods_serve(ca_pem: &[u8], replicas: usize, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let pods = ready_webhook_pods();
+        if pods.len() >= replicas && pods.iter().all(|(_, ip)| pod_serves_trusted(ca_pem, ip)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook pods {pods:?} did not serve the new certificate within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// `helm` against the harness's cluster.
+pub fn helm(args: &[&str]) -> Run {
+    command(&root().join(".tools/bin/helm")).args(args).output().unwrap().into()
+}
+
+/// The CA of the provided-mode Secret the harness made (base64, as the API returns it); scenario 9 rotates it.
+pub fn provided_ca_base64() -> String {
+    let ca = kubectl(&[
+        "get",
+        "secret",
+        "beam-webhook-tls",
+        "-n",
+        RELEASE_NAMESPACE,
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    assert!(ca.ok && !ca.stdout.is_empty(), "{}", ca.stderr);
+    ca.stdout
+}
+
+/// Puts the harness's installation back as scripts/e2e-cluster.sh made it (provided mode, the shared Secret), with
+/// the CA the Secret holds now.
+pub fn restore_provided_installation() {
+    let ca = provided_ca_base64();
+    let upgraded = helm(&[
+        "upgrade",
+        "beamstack",
+        "charts/beamstack",
+        "-n",
+        RELEASE_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "certificates.mode=provided",
+        "--set",
+        "certificates.secretName=beam-webhook-tls",
+        "--set",
+        &format!("certificates.caBundle={ca}"),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    assert!(upgraded.ok, "restoring the harness's installation: {}", upgraded.stderr);
+    // The caBundle the chart sets; a test may have patched it by hand.
+    set_ca_bundle(&ca);
 }

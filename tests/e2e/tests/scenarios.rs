@@ -1,8 +1,10 @@
-//! The end-to-end scenarios: real kubectl and the real plugin against a real kube-apiserver and etcd, which call the
-//! real beam-webhook through the Helm chart's webhook configurations (scripts/e2e-cluster.sh).
+//! The end-to-end scenarios: real kubectl and the real plugin against a real single-node Kubernetes, whose API server
+//! calls the two beam-webhook pods that `helm install` started from the project's image, through the chart's Service
+//! and webhook configurations (scripts/e2e-cluster.sh).
 //!
-//! What is played: no kubelet or operator runs here, so pods never start and the operators' status changes are
-//! written by the test through the status subresource, in the order the operators write them.
+//! What is played: no Flink or Spark operator runs yet, so the operators' status changes are written by the test
+//! through the status subresource, in the order the operators write them, and the operators' pods of scenario 6 are
+//! objects the test makes, held back from the scheduler by a scheduling gate so that their status is the test's.
 
 use e2e::*;
 use serde_json::Value;
@@ -323,7 +325,8 @@ fn status_follows_the_operator_and_list_events_delete_work() {
     assert_eq!(running["phase"], "Running");
     assert_eq!(running["ui"], format!("http://wc-rest.{ns}.svc:8081"));
 
-    // The operator's pods, as stored objects (no kubelet runs them): readiness written through the status subresource.
+    // The operator's pods, as stored objects: a scheduling gate keeps them off the node (their images exist nowhere
+    // here), and their readiness is written through the status subresource.
     assert!(
         apply(&format!(
             "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: default, namespace: {ns}}}\n"
@@ -342,7 +345,7 @@ fn status_follows_the_operator_and_list_events_delete_work() {
         };
         let created = apply(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {ns}, labels: {{app: wc, component: {component}}}}}\n\
-             spec: {{automountServiceAccountToken: false, containers: [{{name: flink-main-container, image: flink:1.20}}{harness}]}}\n"
+             spec: {{automountServiceAccountToken: false, schedulingGates: [{{name: beamstack.dev/played}}], containers: [{{name: flink-main-container, image: flink:1.20}}{harness}]}}\n"
         ));
         assert!(created.ok, "{}", created.stderr);
         let flag = if ready { "True" } else { "False" };
@@ -506,8 +509,9 @@ fn webhook_down_and_doctor() {
         "unexpected failures:\n{}",
         doctor.stdout
     );
+    assert!(doctor.stdout.contains("2 ready endpoints"), "{}", doctor.stdout);
     assert!(
-        doctor.stdout.contains("reachable; its serving certificate is valid"),
+        doctor.stdout.contains("passed admission") || doctor.stdout.contains("the webhook answered"),
         "{}",
         doctor.stdout
     );
@@ -523,7 +527,11 @@ fn webhook_down_and_doctor() {
         "{}",
         refused.stderr
     );
-    assert!(refused.stderr.contains("connection refused"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no endpoints available for service"),
+        "{}",
+        refused.stderr
+    );
     let config_map = kubectl(&["create", "configmap", "unaffected", "-n", &ns, "--from-literal=a=b"]);
     assert!(
         config_map.ok,
@@ -539,7 +547,12 @@ fn webhook_down_and_doctor() {
     let doctor = beam(&["doctor", "-n", &ns]);
     assert!(!doctor.ok);
     assert!(
-        doctor.stdout.contains("cannot connect to 127.0.0.1"),
+        doctor.stdout.contains("the service has no ready endpoints"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains("the API server could not call the webhook"),
         "{}",
         doctor.stdout
     );
@@ -573,63 +586,44 @@ fn webhook_down_and_doctor() {
     assert!(patch(&other_ca).ok);
     let doctor = beam(&["doctor", "-n", &ns]);
     assert!(!doctor.ok);
-    assert!(doctor.stdout.contains("TLS handshake"), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("x509"), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("the caBundle is not the CA"), "{}", doctor.stdout);
     assert!(patch(&original).ok);
 }
 
 /// Scenario 9: certificates rotated to a new CA while the API server keeps sending requests, the way certs/README.md
-/// says to: trust both CAs, swap the serving certificate (the webhook re-reads its files), then trust only the new
-/// CA. Not one admission may fail.
+/// says to in provided mode: trust both CAs, replace the Secret the pods mount (the kubelet updates their volume, the
+/// webhook re-reads its files), wait until both pods serve the new certificate, then trust only the new CA. Not one
+/// admission may fail.
 #[test]
 fn certificate_rotation_under_load_fails_no_admission() {
     require_cluster!();
     let _webhook = webhook_exclusive();
     let ns = namespace("e2e-rotate", &[("team", "a")]);
     let object = in_namespace(&fixture(FLINK_PIPELINE), &ns);
+    let reloads_before = webhook_metric_sum("beamstack_webhook_certificate_reloads_total{result=\"loaded\"}");
     let load = AdmissionLoad::start(&object);
-    let certs = root().join(".e2e/webhook-certs");
+    let mut current_ca = base64_decode(&provided_ca_base64());
+    let started = Instant::now();
     for round in 0..3 {
-        let old_ca = std::fs::read(certs.join("ca.crt")).unwrap();
         let next = root().join(format!(".e2e/rotation-{round}"));
-        let made = std::process::Command::new(root().join("target/debug/beam-webhook"))
-            .args([
-                "certs",
-                "--out",
-                next.to_str().unwrap(),
-                "--service",
-                "beam-webhook",
-                "--namespace",
-                "beamstack",
-            ])
-            .args(["--name", "127.0.0.1", "--name", "localhost"])
-            .output()
-            .unwrap();
-        assert!(made.status.success());
+        new_webhook_certificates(&next);
         let new_ca = std::fs::read(next.join("ca.crt")).unwrap();
-        set_ca_bundle(&base64_of(&[old_ca.as_slice(), new_ca.as_slice()].concat()));
+        set_ca_bundle(&base64_of(&[current_ca.as_slice(), new_ca.as_slice()].concat()));
         std::thread::sleep(Duration::from_secs(1));
-        // Replace the files the way a Secret volume update does: new files, renamed into place.
-        for file in ["tls.key", "tls.crt", "ca.crt"] {
-            std::fs::copy(next.join(file), certs.join(format!("{file}.new"))).unwrap();
-            std::fs::rename(certs.join(format!("{file}.new")), certs.join(file)).unwrap();
-        }
-        // The webhook polls its files every second (--tls-reload-interval 1s in the harness).
-        std::thread::sleep(Duration::from_secs(3));
+        replace_webhook_secret(&next);
+        wait_until_pods_serve(&new_ca, 2, Duration::from_secs(90));
         set_ca_bundle(&base64_of(&new_ca));
         std::thread::sleep(Duration::from_secs(1));
+        current_ca = new_ca;
     }
     let sent = load.finish_without_failures(20);
-    let served = std::process::Command::new("curl")
-        .args(["-fsS", "http://127.0.0.1:29080/metrics"])
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&served.stdout);
-    let reloads = metrics
-        .lines()
-        .find(|line| line.starts_with("beamstack_webhook_certificate_reloads_total{result=\"loaded\"}"))
-        .unwrap_or_else(|| panic!("no reload counter:\n{metrics}"));
-    assert!(!reloads.ends_with(" 0"), "{reloads}");
-    eprintln!("certificate rotation: {sent} admissions during 3 CA rotations, 0 failed");
+    let reloads = webhook_metric_sum("beamstack_webhook_certificate_reloads_total{result=\"loaded\"}");
+    assert!(reloads >= reloads_before + 6.0, "{reloads_before} -> {reloads} reloads over 2 pods and 3 rotations");
+    eprintln!(
+        "certificate rotation: {sent} admissions during 3 CA rotations through the Secret in {:.0?}, 0 failed",
+        started.elapsed()
+    );
 }
 
 const PROMETHEUS: &str = "http://127.0.0.1:29090";
