@@ -155,7 +155,7 @@ up() {
         --token-auth-file "$state/tokens.csv" --authorization-mode Node,RBAC \
         --enable-admission-plugins NodeRestriction \
         --kubelet-client-certificate "$state/kubelet-client-ca/client.crt" \
-        --kubelet-client-key "$state/kubelet-client-ca/client.key" \
+        --kubelet-client-key "$state/kubelet-client-ca/client.key" --kubelet-preferred-address-types InternalIP,Hostname \
         --service-cluster-ip-range 10.96.0.0/16 \
         --enable-priority-and-fairness=false --profiling=false \
         >"$state/apiserver.log" 2>&1 &
@@ -202,17 +202,35 @@ install_beamstack() {
         kubectl -n "$namespace" describe pods 2>&1 | tail -40 >&2
         exit 1
     fi
+    wait_for_service 0
     log "helm install: beam-webhook $(kubectl -n "$namespace" get deployment beam-webhook -o jsonpath='{.status.readyReplicas}') pods Ready"
+}
+
+# wait_for_service ANSWER: until a connection to the webhook Service's ClusterIP, as the API server makes it, gives
+# curl's exit code ANSWER (0: served, 7: refused), i.e. until kube-proxy has caught up with the pods.
+wait_for_service() {
+    local address
+    address=$(kubectl -n "$namespace" get service beam-webhook -o jsonpath='{.spec.clusterIP}')
+    for _ in $(seq 150); do
+        local code=0
+        curl -sk --max-time 1 -o /dev/null "https://$address:443/" || code=$?
+        [[ $code == "$1" ]] && return 0
+        sleep 0.2
+    done
+    log "the webhook Service at $address never answered as expected (curl exit $1)"
+    exit 1
 }
 
 webhook_stop() {
     kubectl -n "$namespace" scale deployment/beam-webhook --replicas 0 >/dev/null
     kubectl -n "$namespace" wait --for delete pod -l app.kubernetes.io/name=beamstack-webhook --timeout 60s >/dev/null
+    wait_for_service 7
 }
 
 webhook_start() {
     kubectl -n "$namespace" scale deployment/beam-webhook --replicas 2 >/dev/null
     kubectl -n "$namespace" rollout status deployment/beam-webhook --timeout 120s >/dev/null
+    wait_for_service 0
 }
 
 # A real Prometheus (Debian's package) finding the webhook pods through the API server, as one without the

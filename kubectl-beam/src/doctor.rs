@@ -315,7 +315,10 @@ pub fn admission_probe(namespace: &str) -> Value {
 pub fn admission_check(namespace: &str, answer: Result<(), String>) -> Check {
     let check = format!("admission in {namespace}");
     match answer {
-        Ok(()) => Check::pass(check, "a FlinkDeployment passed admission (server-side dry run, nothing stored)"),
+        Ok(()) => Check::pass(
+            check,
+            "a FlinkDeployment passed admission (server-side dry run, nothing stored)",
+        ),
         Err(error) if error.contains("failed calling webhook") => {
             let fix = if error.contains("x509") || error.contains("certificate") {
                 "the caBundle is not the CA that signed the webhook's serving certificate: re-run the chart's \
@@ -326,7 +329,11 @@ pub fn admission_check(namespace: &str, answer: Result<(), String>) -> Check {
             } else {
                 "check the webhook pods' logs and the network between the API server and the webhook's Service"
             };
-            Check::fail(check, format!("the API server could not call the webhook: {error}"), fix)
+            Check::fail(
+                check,
+                format!("the API server could not call the webhook: {error}"),
+                fix,
+            )
         }
         Err(error) if error.contains("denied the request") => Check::pass(
             check,
@@ -481,19 +488,23 @@ mod tests {
         assert_eq!(denied.verdict, Verdict::Pass, "a denial proves the call path");
         let untrusted = admission_check(
             "team-a",
-            Err("Internal error occurred: failed calling webhook \"runners.mutate.beamstack.dev\": failed to call \
+            Err(
+                "Internal error occurred: failed calling webhook \"runners.mutate.beamstack.dev\": failed to call \
                  webhook: Post \"https://beam-webhook.beamstack.svc:443/mutate?timeout=5s\": tls: failed to verify \
                  certificate: x509: certificate signed by unknown authority"
-                .into()),
+                    .into(),
+            ),
         );
         assert_eq!(untrusted.verdict, Verdict::Fail);
         assert!(untrusted.fix.contains("caBundle"), "{untrusted:?}");
         let down = admission_check(
             "team-a",
-            Err("Internal error occurred: failed calling webhook \"runners.mutate.beamstack.dev\": failed to call \
+            Err(
+                "Internal error occurred: failed calling webhook \"runners.mutate.beamstack.dev\": failed to call \
                  webhook: Post \"https://beam-webhook.beamstack.svc:443/mutate?timeout=5s\": no endpoints available \
                  for service \"beam-webhook\""
-                .into()),
+                    .into(),
+            ),
         );
         assert_eq!(down.verdict, Verdict::Fail);
         assert!(down.fix.contains("get pods"), "{down:?}");

@@ -238,10 +238,17 @@ pub fn base64_of(bytes: &[u8]) -> String {
 }
 
 /// Server-side dry runs of one object, back to back on a thread until `finish`: each goes through both webhooks and
-/// stores nothing. For scenarios that change certificates while the API server keeps calling.
+/// stores nothing. For scenarios that change certificates or pods while the API server keeps calling.
 pub struct AdmissionLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+    thread: std::thread::JoinHandle<(usize, Vec<Failure>)>,
+}
+
+/// An admission that failed: when it was answered, and what kubectl printed.
+#[derive(Debug)]
+pub struct Failure {
+    pub at: std::time::Instant,
+    pub stderr: String,
 }
 
 impl AdmissionLoad {
@@ -255,7 +262,10 @@ impl AdmissionLoad {
                     let run = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &object);
                     sent += 1;
                     if !run.ok {
-                        failures.push(run.stderr);
+                        failures.push(Failure {
+                            at: std::time::Instant::now(),
+                            stderr: run.stderr,
+                        });
                     }
                 }
                 (sent, failures)
@@ -264,10 +274,15 @@ impl AdmissionLoad {
         AdmissionLoad { stop, thread }
     }
 
+    /// Stops the load; returns how many admissions were sent and those that failed.
+    pub fn finish(self) -> (usize, Vec<Failure>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+
     /// Stops the load; asserts at least `minimum` admissions were sent and none failed. Returns how many were sent.
     pub fn finish_without_failures(self, minimum: usize) -> usize {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (sent, failures) = self.thread.join().unwrap();
+        let (sent, failures) = self.finish();
         assert!(sent >= minimum, "only {sent} admissions were sent");
         assert!(
             failures.is_empty(),
@@ -323,7 +338,15 @@ pub fn pod_serves_trusted(ca_pem: &[u8], ip: &str) -> bool {
     let file = root().join(format!(".e2e/trust-{}.pem", std::process::id()));
     std::fs::write(&file, ca_pem).unwrap();
     Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "--max-time", "5", "--cacert", file.to_str().unwrap()])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "5",
+            "--cacert",
+            file.to_str().unwrap(),
+        ])
         .args(["--resolve", &format!("{WEBHOOK_HOST}:9443:{ip}")])
         .arg(format!("https://{WEBHOOK_HOST}:9443/"))
         .stderr(Stdio::null())
@@ -404,7 +427,11 @@ pub fn wait_until_pods_serve(ca_pem: &[u8], replicas: usize, within: std::time::
 
 /// `helm` against the harness's cluster.
 pub fn helm(args: &[&str]) -> Run {
-    command(&root().join(".tools/bin/helm")).args(args).output().unwrap().into()
+    command(&root().join(".tools/bin/helm"))
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
 }
 
 /// The CA of the provided-mode Secret the harness made (base64, as the API returns it); scenario 9 rotates it.

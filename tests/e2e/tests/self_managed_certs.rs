@@ -52,7 +52,15 @@ fn self_managed_certificates_are_made_trusted_renewed_and_repaired_under_load() 
     // A fresh install in selfManaged mode creates the webhook configurations without a caBundle, which only the
     // webhook can fill in.
     let rendered = Command::new(root().join(".tools/bin/helm"))
-        .args(["template", "beamstack", "charts/beamstack", "-n", release, "--kube-version", "1.34.4"])
+        .args([
+            "template",
+            "beamstack",
+            "charts/beamstack",
+            "-n",
+            release,
+            "--kube-version",
+            "1.34.4",
+        ])
         .args(["--set", "certificates.mode=selfManaged"])
         .current_dir(root())
         .output()
@@ -80,15 +88,29 @@ fn self_managed_certificates_are_made_trusted_renewed_and_repaired_under_load() 
     // is replaced with 32 s left (20 + 12), so within the test it is rotated at least once. `--wait`: the pods are
     // Ready only once they made or adopted the Secret and set the caBundles.
     let upgraded = helm(&[
-        "upgrade", "beamstack", "charts/beamstack", "-n", release, "--reuse-values",
-        "--set", "certificates.mode=selfManaged",
-        "--set", &format!("certificates.secretName={SECRET}"),
-        "--set", "certificates.selfManaged.validity=20s",
-        "--set", "certificates.selfManaged.renewBefore=12s",
-        "--set", "certificates.selfManaged.caValidity=50s",
-        "--set", "certificates.selfManaged.checkInterval=1s",
-        "--set", "webhook.tlsReloadInterval=1s",
-        "--wait", "--timeout", "180s",
+        "upgrade",
+        "beamstack",
+        "charts/beamstack",
+        "-n",
+        release,
+        "--reuse-values",
+        "--set",
+        "certificates.mode=selfManaged",
+        "--set",
+        &format!("certificates.secretName={SECRET}"),
+        "--set",
+        "certificates.selfManaged.validity=20s",
+        "--set",
+        "certificates.selfManaged.renewBefore=12s",
+        "--set",
+        "certificates.selfManaged.caValidity=50s",
+        "--set",
+        "certificates.selfManaged.checkInterval=1s",
+        "--set",
+        "webhook.tlsReloadInterval=1s",
+        "--wait",
+        "--timeout",
+        "180s",
     ]);
     assert!(upgraded.ok, "{}", upgraded.stderr);
     let pods = ready_webhook_pods();
@@ -152,7 +174,10 @@ fn self_managed_certificates_are_made_trusted_renewed_and_repaired_under_load() 
     let pods = ready_webhook_pods();
     assert_eq!(pods.len(), 2, "{pods:?}");
     for (pod, ip) in &pods {
-        assert!(pod_serves_trusted(&base64_decode(&bundle), ip), "{pod} serves an untrusted certificate");
+        assert!(
+            pod_serves_trusted(&base64_decode(&bundle), ip),
+            "{pod} serves an untrusted certificate"
+        );
     }
 
     // Drift: a caBundle reset by hand is set back at the next check.
