@@ -139,6 +139,8 @@ build() {
     rm -rf "$work"
     # The project's images, exactly as a platform team builds them.
     IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" >/dev/null
+    # The previous build of our image, now untagged: the store is kept between runs and must not grow with them.
+    buildah rmi --prune >/dev/null 2>&1 || true
 }
 
 import() {
