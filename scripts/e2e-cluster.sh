@@ -33,41 +33,10 @@ prometheus_port=29090
 exporter_port=29091
 namespace=beamstack
 
-log() { printf 'e2e-cluster: %s\n' "$*" >&2; }
 kubectl() { "$bin/kubectl" --kubeconfig "$state/kubeconfig" "$@"; }
-
-running() { [[ -f "$state/$1.pid" ]] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
-
-stop() {
-    if running "$1"; then
-        local pid
-        pid=$(cat "$state/$1.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$state/$1.pid"
-}
-
-# wait_for NAME COMMAND...: until COMMAND succeeds, or fail with the process's log.
-wait_for() {
-    local name=$1
-    shift
-    for _ in $(seq 300); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        if ! running "$name"; then break; fi
-        sleep 0.1
-    done
-    log "$name did not come up; its log ends with:"
-    tail -30 "$state/$name.log" >&2
-    exit 1
-}
-
-node_ip() {
-    local device
-    device=$(ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1); exit}')
-    ip -4 -o addr show dev "$device" scope global | awk '{split($4, a, "/"); print a[1]; exit}'
-}
+pids=$state log_name=e2e-cluster
+# shellcheck source=scripts/e2e-common.sh
+source "$root/scripts/e2e-common.sh"
 
 # Identities: the tests' admin and the node's components, each a token user named as its bootstrap RBAC binding
 # expects; and the client certificate the API server shows the kubelet (logs, exec), from a CA the kubelet trusts.
@@ -126,13 +95,12 @@ up() {
     BEAMSTACK_BINARIES="$state/binaries" bash "$root/scripts/e2e-images.sh" build
     log "images ready after $((SECONDS - started)) s"
 
-    "$bin/etcd" --data-dir "$state/etcd" --name e2e \
+    start etcd "$bin/etcd" --data-dir "$state/etcd" --name e2e \
         --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
         --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
         --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
         --initial-cluster "e2e=http://127.0.0.1:$((etcd_port + 1))" \
-        --unsafe-no-fsync --quota-backend-bytes 2147483648 >"$state/etcd.log" 2>&1 &
-    echo $! >"$state/etcd.pid"
+        --unsafe-no-fsync --quota-backend-bytes 2147483648
 
     # The API server's serving certificate (every name a client uses: loopback, the node's address, the
     # kubernetes Service's ClusterIP and DNS names), made with the project's cert tooling, and service-account keys.
@@ -145,7 +113,7 @@ up() {
 
     # Bound to every address: the tests use loopback, pods the kubernetes Service, which kube-proxy sends to the
     # advertised node address. Node authorization and NodeRestriction keep the kubelet to its own node.
-    "$bin/kube-apiserver" \
+    start apiserver "$bin/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$etcd_port" \
         --bind-address 0.0.0.0 --advertise-address "$ip" --secure-port "$apiserver_port" \
         --tls-cert-file "$state/apiserver-certs/tls.crt" --tls-private-key-file "$state/apiserver-certs/tls.key" \
@@ -157,9 +125,7 @@ up() {
         --kubelet-client-certificate "$state/kubelet-client-ca/client.crt" \
         --kubelet-client-key "$state/kubelet-client-ca/client.key" --kubelet-preferred-address-types InternalIP,Hostname \
         --service-cluster-ip-range 10.96.0.0/16 \
-        --enable-priority-and-fairness=false --profiling=false \
-        >"$state/apiserver.log" 2>&1 &
-    echo $! >"$state/apiserver.pid"
+        --enable-priority-and-fairness=false --profiling=false
     write_kubeconfig
     wait_for apiserver kubectl get --raw /readyz
     log "API server ready after $((SECONDS - started)) s"
@@ -251,14 +217,11 @@ flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name=
 # TYPE flink_jobmanager_job_lastCheckpointCompletedTimestamp gauge
 flink_jobmanager_job_lastCheckpointCompletedTimestamp{job_name="wc"} $now_ms
 EOF
-    python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter" \
-        >"$state/exporter.log" 2>&1 &
-    echo $! >"$state/exporter.pid"
+    start exporter python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter"
     # Debian's Prometheus is built without Kubernetes service discovery. In its place, a loop writes the Ready
     # webhook pods' admin endpoints into a file_sd file every two seconds, with the labels Kubernetes discovery's
     # relabelling would give (namespace, pod).
-    discover_webhook_pods >>"$state/discovery.log" 2>&1 &
-    echo $! >"$state/discovery.pid"
+    start discovery discover_webhook_pods
     cat >"$state/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
@@ -267,9 +230,8 @@ scrape_configs:
   - job_name: flink
     static_configs: [{targets: ["127.0.0.1:$exporter_port"]}]
 EOF
-    prometheus --config.file "$state/prometheus.yml" --storage.tsdb.path "$state/prometheus" \
-        --web.listen-address "127.0.0.1:$prometheus_port" >"$state/prometheus.log" 2>&1 &
-    echo $! >"$state/prometheus.pid"
+    start prometheus prometheus --config.file "$state/prometheus.yml" --storage.tsdb.path "$state/prometheus" \
+        --web.listen-address "127.0.0.1:$prometheus_port"
     wait_for prometheus curl -fsS "http://127.0.0.1:$prometheus_port/-/ready"
 }
 

@@ -114,16 +114,20 @@ make_debian() {
     log "$debian made in $((SECONDS - started)) s"
 }
 
-# build_recipe DIR IMAGE FILE...: tests/node/images/DIR's Dockerfile, its context holding FILE...
+# build_recipe DIR IMAGE FILE...: tests/node/images/DIR's Dockerfile, its context holding FILE...; rebuilt when the
+# Dockerfile or a file of the context changed since the kept image was built.
 build_recipe() {
     local recipe=$1 image=$2
     shift 2
-    have "$image" && return
+    local inputs stamp="$store/stamps/$recipe"
+    inputs=$(cat "$root/tests/node/images/$recipe/Dockerfile" "$@" | sha256sum | cut -d' ' -f1)
+    if have "$image" && [[ "$(cat "$stamp" 2>/dev/null)" == "$inputs" ]]; then return; fi
     local context
     context=$(mktemp -d)
     cp "$@" "$context/"
     buildah bud --quiet --layers -f "$root/tests/node/images/$recipe/Dockerfile" -t "$image" "$context" >/dev/null
     rm -rf "$context"
+    mkdir -p "$store/stamps" && echo "$inputs" >"$stamp"
     log "built $image"
 }
 

@@ -38,46 +38,10 @@ hard_coded_paths=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cn
 sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward net.ipv4.conf.all.route_localnet
     net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables)
 
-log() { printf 'e2e-node: %s\n' "$*" >&2; }
 kubectl() { "$bin/kubectl" --kubeconfig "$state/kubeconfig" "$@"; }
-running() { [[ -f "$node/$1.pid" ]] && kill -0 "$(cat "$node/$1.pid")" 2>/dev/null; }
-
-# start NAME COMMAND...: a daemon in the background, its PID recorded (the daemon's own, not a subshell's).
-start() {
-    local name=$1
-    shift
-    "$@" >>"$node/$name.log" 2>&1 &
-    echo $! >"$node/$name.pid"
-}
-
-stop() {
-    if running "$1"; then
-        local pid
-        pid=$(cat "$node/$1.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$node/$1.pid"
-}
-
-wait_for() {
-    local name=$1 tries=$2
-    shift 2
-    for _ in $(seq "$tries"); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    log "$name did not come up; its log ends with:"
-    tail -30 "$node/$name.log" >&2 || true
-    exit 1
-}
-
-node_ip() {
-    local device
-    device=$(ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1); exit}')
-    ip -4 -o addr show dev "$device" scope global | awk '{split($4, a, "/"); print a[1]; exit}'
-}
+pids=$node log_name=e2e-node
+# shellcheck source=scripts/e2e-common.sh
+source "$root/scripts/e2e-common.sh"
 
 # A kubeconfig for one of the node's identities (tokens from e2e-cluster.sh's token file).
 write_kubeconfig() {
@@ -157,7 +121,7 @@ EOF
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOF
     start containerd containerd --config "$node/containerd/config.toml"
-    wait_for containerd 100 ctr --address "$socket" version
+    wait_for containerd ctr --address "$socket" version
 }
 
 start_kubelet() {
@@ -201,7 +165,7 @@ EOF
     start kubelet "$bin/kubelet" --config "$node/kubelet/config.yaml" --kubeconfig "$node/kubelet.kubeconfig" \
         --root-dir "$node/kubelet/root" --cert-dir "$node/kubelet/pki" --hostname-override "$node_name" \
         --node-ip "$ip" --v=1
-    wait_for kubelet 150 curl -fsS "http://127.0.0.1:$kubelet_healthz_port/healthz"
+    wait_for kubelet curl -fsS "http://127.0.0.1:$kubelet_healthz_port/healthz"
 }
 
 start_controllers() {
@@ -233,9 +197,9 @@ conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 iptables: {localhostNodePorts: false}
 EOF
     start proxy "$bin/kube-proxy" --config "$node/proxy.yaml" --v=1
-    wait_for controller-manager 150 curl -fsSk "https://127.0.0.1:$controller_manager_port/healthz"
-    wait_for scheduler 150 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
-    wait_for proxy 150 curl -fsS "http://127.0.0.1:$proxy_healthz_port/healthz"
+    wait_for controller-manager curl -fsSk "https://127.0.0.1:$controller_manager_port/healthz"
+    wait_for scheduler curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+    wait_for proxy curl -fsS "http://127.0.0.1:$proxy_healthz_port/healthz"
 }
 
 up() {

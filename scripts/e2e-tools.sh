@@ -96,10 +96,27 @@ build_go_command etcd "$etcd_version" "go.etcd.io/etcd/server/v3@v$etcd_version"
 build_go_command helm "$helm_version" "helm.sh/helm/v3/cmd/helm@v$helm_version" \
     "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version"
 build_kubernetes
-# CoreDNS's own module pulls in every cloud plugin's SDK (about 1 GB of modules, once); the binary is what kubeadm
-# deploys, built the way its Makefile does (CGO off, the version in coremain).
-build_go_command coredns "$coredns_version" "github.com/coredns/coredns@v$coredns_version" \
-    "-s -w -X github.com/coredns/coredns/coremain.GitCommit=v$coredns_version"
+# CoreDNS with the plugins a cluster's DNS uses (scripts/coredns/main.go says why), built the way its Makefile does
+# (CGO off, the version in coremain).
+build_coredns() {
+    # The stamp names the plugin set too: a build of another set is rebuilt.
+    local stamp_text="$coredns_version+kubeadm-plugins"
+    if stamped coredns "$stamp_text"; then return; fi
+    local dir="$work/coredns" started=$SECONDS
+    log "building coredns v$coredns_version from github.com/coredns/coredns"
+    fresh_module "$dir"
+    cp "$root/scripts/coredns/main.go" "$dir/"
+    (
+        cd "$dir"
+        go get "github.com/coredns/coredns@v$coredns_version" >/dev/null
+        go mod tidy >/dev/null
+        go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=v$coredns_version" \
+            -o "$built/coredns" .
+    )
+    stamp coredns "$stamp_text"
+    log "coredns built in $((SECONDS - started)) s"
+}
+build_coredns
 build_go_command actionlint "$actionlint_version" "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" \
     "-s -w -X github.com/rhysd/actionlint.version=$actionlint_version"
 

@@ -299,8 +299,8 @@ pub const RELEASE_NAMESPACE: &str = "beamstack";
 /// The name the API server calls the webhook by (the chart's Service), which its serving certificate carries.
 pub const WEBHOOK_HOST: &str = "beam-webhook.beamstack.svc";
 
-/// The webhook pods that are Ready, as (name, pod IP).
-pub fn ready_webhook_pods() -> Vec<(String, String)> {
+/// Every pod of the webhook's Deployment (terminating ones included), as the API server stores them.
+pub fn webhook_pods() -> Vec<Value> {
     let run = kubectl(&[
         "get",
         "pods",
@@ -313,9 +313,12 @@ pub fn ready_webhook_pods() -> Vec<(String, String)> {
     ]);
     assert!(run.ok, "{}", run.stderr);
     let pods: Value = serde_json::from_str(&run.stdout).unwrap();
-    pods["items"]
-        .as_array()
-        .unwrap()
+    pods["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The webhook pods that are Ready, as (name, pod IP).
+pub fn ready_webhook_pods() -> Vec<(String, String)> {
+    webhook_pods()
         .iter()
         .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
         .filter(|pod| {

@@ -5,7 +5,6 @@
 //! `kubectl beam logs` reads a real container's log through the API server and the kubelet.
 
 use e2e::*;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -21,23 +20,13 @@ fn webhook_pod_names() -> BTreeSet<String> {
 fn wait_for_two_ready_pods(within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let all = kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            RELEASE_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/name=beamstack-webhook",
-            "-o",
-            "name",
-        ]);
-        if ready_webhook_pods().len() == 2 && all.stdout.lines().count() == 2 {
+        let (all, ready) = (webhook_pods().len(), ready_webhook_pods());
+        if ready.len() == 2 && all == 2 {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "the webhook never got back to 2 Ready pods: {}",
-            all.stdout
+            "the webhook never got back to 2 Ready pods alone: {all} pods, Ready {ready:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -51,23 +40,9 @@ fn beamstack_runs_as_two_ready_pods_from_its_own_image_under_the_restricted_stan
     assert!(listed.ok, "{}", listed.stderr);
     eprintln!("kubectl get pods -n {RELEASE_NAMESPACE}:\n{}", listed.stdout);
 
-    let pods: Value = serde_json::from_str(
-        &kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            RELEASE_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/name=beamstack-webhook",
-            "-o",
-            "json",
-        ])
-        .stdout,
-    )
-    .unwrap();
-    let pods = pods["items"].as_array().unwrap();
+    let pods = webhook_pods();
     assert_eq!(pods.len(), 2, "two replicas");
-    for pod in pods {
+    for pod in &pods {
         let name = pod["metadata"]["name"].as_str().unwrap();
         assert_eq!(pod["status"]["phase"], "Running", "{name}");
         let status = &pod["status"]["containerStatuses"][0];

@@ -166,18 +166,27 @@ fn self_managed_certificates_are_made_trusted_renewed_and_repaired_under_load() 
     );
     assert!(bundles.len() >= 2, "the CA was never rotated");
 
-    // Both pods serve what the API server trusts.
-    let bundle = secret_data(release).unwrap()["data"]["ca.crt"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Both pods serve what the API server trusts: the caBundle it holds. With lifetimes of seconds a rotation may
+    // happen between reading the bundle and dialling the pods (the next pass follows a second after the CA is added),
+    // so the two are read again until they were seen together.
     let pods = ready_webhook_pods();
     assert_eq!(pods.len(), 2, "{pods:?}");
-    for (pod, ip) in &pods {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let bundle = ca_bundles()[0].clone().expect("a caBundle");
+        let untrusted: Vec<&String> = pods
+            .iter()
+            .filter(|(_, ip)| !pod_serves_trusted(&base64_decode(&bundle), ip))
+            .map(|(pod, _)| pod)
+            .collect();
+        if untrusted.is_empty() {
+            break;
+        }
         assert!(
-            pod_serves_trusted(&base64_decode(&bundle), ip),
-            "{pod} serves an untrusted certificate"
+            Instant::now() < deadline,
+            "{untrusted:?} serve certificates the API server's caBundle does not trust"
         );
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     // Drift: a caBundle reset by hand is set back at the next check.
