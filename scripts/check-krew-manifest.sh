@@ -5,7 +5,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dist=$(mktemp -d)
 trap 'rm -rf "$dist"' EXIT
-cargo build --quiet --locked -p kubectl-beam --bin kubectl-beam
+# The workspace's build (as scripts/test.sh makes it just before): building the plugin alone would unify other
+# features and compile much of the graph a second time.
+cargo build --quiet --locked --workspace --bins
 for platform in linux-amd64 linux-arm64 darwin-amd64 darwin-arm64; do
     # Different bytes per archive, so a checksum put on the wrong platform is caught.
     echo "$platform" >"$dist/platform"

@@ -44,13 +44,13 @@ step "Helm chart: helm lint, helm template (the three certificate modes)"
   --set certificates.mode=selfManaged 2>/dev/null >/dev/null
 echo "ok"
 
-step "release: actionlint on .github/workflows (with shellcheck on its scripts), the krew manifest it fills"
-.tools/bin/actionlint -no-color
-bash scripts/check-krew-manifest.sh
-
 step "cargo build (the plugin and tools the end-to-end suite runs; beam-webhook in release for its image)"
 cargo build --workspace --bins --locked
 cargo build --release --locked -p webhook --bin beam-webhook
+
+step "release: actionlint on .github/workflows (with shellcheck on its scripts), the krew manifest it fills"
+.tools/bin/actionlint -no-color
+bash scripts/check-krew-manifest.sh
 
 step "a real single-node Kubernetes (etcd, kube-apiserver, containerd, kubelet, controller-manager, scheduler, kube-proxy, CoreDNS), the images, helm install of Beamstack"
 trap 'bash scripts/e2e-cluster.sh down' EXIT
