@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # A real Flink with Beam's Flink runner on this machine, for end-to-end scenario 11 (tests/e2e/tests/flink_run.rs):
 # the job spec `kubectl beam run` generates is executed by Flink's own scripts on loopback. Idempotent: every piece
-# is cached under .tools/flink and rebuilt only when missing. Prints nothing but progress; the test reads
-# .tools/flink/env.
+# (Flink, the jar, Maven's repository, the venv) is cached outside the checkout in $BEAMSTACK_CACHE/flink (default
+# ~/.cache/beamstack/flink) and built only when missing. Prints nothing but progress; the test reads .tools/flink/env.
 #
 # What it prepares, from the registries this machine reaches:
-#   1. FLINK_HOME (.tools/flink/flink-<version>): Flink's lib/, opt/ and plugins/ from PyPI's
+#   1. FLINK_HOME (flink/flink-<version>): Flink's lib/, opt/ and plugins/ from PyPI's
 #      apache-flink-libraries sdist, and bin/ and conf/ from PyPI's apache-flink wheel (pyflink/bin, pyflink/conf):
 #      PyFlink assembles its Flink home from these same two packages. The sdist's bin/ holds only
 #      bash-java-utils.jar, so the scripts (standalone-job.sh, jobmanager.sh, taskmanager.sh, config.sh, ...) come
@@ -32,7 +32,8 @@ flink=${FLINK_VERSION:-1.19.3}
 minor=${flink%.*}
 python=${PYTHON:-python3}
 
-base=$root/.tools/flink
+cache="${BEAMSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamstack}"
+base=$cache/flink
 dl=$base/downloads
 flink_home=$base/flink-$flink
 venv=$base/beam-venv-$beam
@@ -111,7 +112,8 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 
-cat >"$base/env" <<EOF
+mkdir -p "$root/.tools/flink"
+cat >"$root/.tools/flink/env" <<EOF
 FLINK_HOME=$flink_home
 FLINK_VERSION=$flink
 FLINK_MINOR=$minor

@@ -58,25 +58,44 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// `target/<profile>/beam-webhook`, beside this test's own `target/<profile>/deps/hardening-*`.
+/// `<target-dir>/<profile>/beam-webhook`: the target directory cargo reports (`cargo metadata`), the profile this
+/// test was built in (the folder above its own `deps/`). Not the test's own folder: with a separate build directory
+/// (`build.build-dir`, which CI sets to share compiled dependencies between clones) test executables live there and
+/// binaries are copied to the target directory.
 fn beam_webhook() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
             let exe = std::env::current_exe().expect("the test's path");
-            let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-            let binary = dir.join(format!("beam-webhook{}", std::env::consts::EXE_SUFFIX));
+            let profile = exe
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .and_then(|name| name.to_str())
+                .expect("<profile>/deps/hardening-*")
+                .to_owned();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let metadata = Command::new(&cargo)
+                .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run cargo metadata");
+            assert!(metadata.status.success(), "cargo metadata failed");
+            let metadata: Value = serde_json::from_slice(&metadata.stdout).expect("cargo metadata's JSON");
+            let target_dir = metadata["target_directory"].as_str().expect("target_directory");
+            let binary = Path::new(target_dir)
+                .join(&profile)
+                .join(format!("beam-webhook{}", std::env::consts::EXE_SUFFIX));
             if !binary.exists() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let mut build = Command::new(cargo);
+                let mut build = Command::new(&cargo);
                 build.args(["build", "-p", "webhook", "--bin", "beam-webhook"]);
-                match dir.file_name().and_then(|name| name.to_str()) {
-                    Some("debug") | None => {}
-                    Some("release") => {
+                match profile.as_str() {
+                    "debug" => {}
+                    "release" => {
                         build.arg("--release");
                     }
-                    Some(profile) => {
-                        build.args(["--profile", profile]);
+                    other => {
+                        build.args(["--profile", other]);
                     }
                 }
                 let status = build.status().expect("run cargo");
