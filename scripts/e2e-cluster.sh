@@ -134,6 +134,7 @@ up() {
     kubectl apply --server-side -f "$root/tests/crds/" >/dev/null
     bash "$root/scripts/e2e-node.sh" up
     install_beamstack
+    install_flink_operator
     start_monitoring
     # A CRD created a moment ago may have no status yet, which kubectl wait reports as an error: ask again.
     for attempt in 1 2 3 4 5; do
@@ -170,6 +171,24 @@ install_beamstack() {
     fi
     wait_for_service 0
     log "helm install: beam-webhook $(kubectl -n "$namespace" get deployment beam-webhook -o jsonpath='{.status.readyReplicas}') pods Ready"
+}
+
+# The Flink Kubernetes Operator as a platform team runs it (tests/node/manifests/flink-kubernetes-operator: what
+# its 1.7.0 chart installs with the webhook off, watching the namespace beam-flink), from its image stand-in.
+install_flink_operator() {
+    local manifests="$root/tests/node/manifests/flink-kubernetes-operator" flink_home
+    flink_home=$(sed -n 's/^FLINK_HOME=//p' "$root/.tools/flink/env")
+    kubectl apply -f "$manifests/operator.yaml" >/dev/null
+    kubectl -n flink-operator create configmap flink-operator-config --dry-run=client -o yaml \
+        --from-file="$manifests/flink-conf.yaml" --from-file="$manifests/log4j-operator.properties" \
+        --from-file="$flink_home/conf/log4j-console.properties" | kubectl apply -f - >/dev/null
+    if ! kubectl -n flink-operator rollout status deployment/flink-kubernetes-operator --timeout 180s >/dev/null; then
+        log "the Flink operator did not become ready:"
+        kubectl -n flink-operator get pods -o wide >&2
+        kubectl -n flink-operator logs deployment/flink-kubernetes-operator --tail 40 >&2 || true
+        exit 1
+    fi
+    log "Flink Kubernetes Operator 1.7.0 ready, watching beam-flink"
 }
 
 # wait_for_service ANSWER: until a connection to the webhook Service's ClusterIP, as the API server makes it, gives

@@ -11,6 +11,17 @@
 #       docker.io/library/debian:bookworm-slim  debootstrap --variant=minbase bookworm, as the official image is made
 #       registry.k8s.io/pause:3.10              tests/node/images/pause (the sandbox's first process, from C)
 #       registry.k8s.io/coredns/coredns:v1.12.1 tests/node/images/coredns (CoreDNS built from its Go module)
+#       docker.io/library/flink:1.19            tests/node/images/flink (Flink 1.19.3 from PyPI, Debian's JRE 17)
+#       docker.io/apache/beam_python3.11_sdk:2.62.0
+#                                               tests/node/images/beam-python-sdk (Beam's boot from its Go module,
+#                                               apache-beam from PyPI on Debian's Python 3.11)
+#       docker.io/apache/beam_flink1.19_job_server:2.62.0
+#                                               tests/node/images/beam-flink-job-server (the job-server jar built
+#                                               with Maven: scripts/flink-job-server/pom.xml)
+#       docker.io/apache/flink-kubernetes-operator:1.7.0
+#                                               tests/node/images/flink-kubernetes-operator (the operator's jars from
+#                                               Maven Central)
+#   Each recipe's Dockerfile says what it keeps of the official image and what differs.
 #
 # buildah (Debian's package) builds everything; its image store is kept outside the checkout
 # ($BEAMSTACK_CACHE/containers), so base images are made once per machine.
@@ -29,8 +40,12 @@ debian=docker.io/library/debian:bookworm-slim
 pause=registry.k8s.io/pause:3.10
 coredns=registry.k8s.io/coredns/coredns:v1.12.1
 webhook=ghcr.io/beamstack/beam-webhook:$version
-# Every image the node runs: the chart's, the cluster add-ons', the test pods'.
-node_images=("$pause" "$coredns" "$webhook" "$debian")
+flink=docker.io/library/flink:1.19
+beam_sdk=docker.io/apache/beam_python3.11_sdk:2.62.0
+job_server=docker.io/apache/beam_flink1.19_job_server:2.62.0
+operator=docker.io/apache/flink-kubernetes-operator:1.7.0
+# Every image the node runs: the chart's, the cluster add-ons', the operator's, the pipelines', the test pods'.
+node_images=("$pause" "$coredns" "$webhook" "$debian" "$flink" "$beam_sdk" "$job_server" "$operator")
 
 log() { printf 'e2e-images: %s\n' "$*" >&2; }
 
@@ -114,21 +129,75 @@ make_debian() {
     log "$debian made in $((SECONDS - started)) s"
 }
 
-# build_recipe DIR IMAGE FILE...: tests/node/images/DIR's Dockerfile, its context holding FILE...; rebuilt when the
-# Dockerfile or a file of the context changed since the kept image was built.
+# build_recipe NAME IMAGE KEY [PREPARE]: the image from tests/node/images/NAME (its Dockerfile and the files beside
+# it form the context), rebuilt only when those files or KEY (the versions or digests of what PREPARE adds) changed
+# since the kept image was built. PREPARE, a function, gets the context folder to add the large inputs to, so they
+# are copied only for a build. Builds use the host's network (apt inside the recipes).
 build_recipe() {
-    local recipe=$1 image=$2
-    shift 2
-    local inputs stamp="$store/stamps/$recipe"
-    inputs=$(cat "$root/tests/node/images/$recipe/Dockerfile" "$@" | sha256sum | cut -d' ' -f1)
+    local recipe=$1 image=$2 key=$3 prepare=${4:-}
+    local dir="$root/tests/node/images/$recipe" inputs stamp="$store/stamps/$recipe"
+    inputs=$( (cd "$dir" && find . -type f | LC_ALL=C sort | xargs sha256sum; echo "$key") | sha256sum | cut -d' ' -f1)
     if have "$image" && [[ "$(cat "$stamp" 2>/dev/null)" == "$inputs" ]]; then return; fi
-    local context
+    local context started=$SECONDS
     context=$(mktemp -d)
-    cp "$@" "$context/"
-    buildah bud --quiet --layers -f "$root/tests/node/images/$recipe/Dockerfile" -t "$image" "$context" >/dev/null
+    cp -r "$dir/." "$context/"
+    [[ -z "$prepare" ]] || "$prepare" "$context"
+    buildah bud --quiet --layers --network host -f "$context/Dockerfile" -t "$image" "$context" >/dev/null
     rm -rf "$context"
     mkdir -p "$store/stamps" && echo "$inputs" >"$stamp"
-    log "built $image"
+    log "built $image in $((SECONDS - started)) s"
+}
+
+# What the Flink recipes take from scripts/flink-local.sh: Flink's home and Beam's job-server jar.
+flink_env() { sed -n "s/^$1=//p" "$root/.tools/flink/env"; }
+
+# Flink's home as the official image has it: the REST and RPC endpoints bound to every interface (the same edit
+# its Dockerfile makes with Flink's own config tool), no user jars or logs.
+flink_context() {
+    local home
+    home=$(flink_env FLINK_HOME)
+    cp -a "$home" "$1/flink"
+    rm -rf "$1/flink/usrlib" "$1/flink/log" "$1/flink/.complete"
+    mkdir -p "$1/flink/log"
+    bash "$1/flink/bin/config-parser-utils.sh" "$1/flink/conf" "$1/flink/bin" "$1/flink/lib" \
+        -repKV rest.address,localhost,0.0.0.0 -repKV rest.bind-address,localhost,0.0.0.0 \
+        -repKV jobmanager.bind-host,localhost,0.0.0.0 -repKV taskmanager.bind-host,localhost,0.0.0.0 \
+        -rmKV taskmanager.host=localhost >/dev/null
+}
+
+# apache-beam and its dependencies as wheels, built on this machine (Debian 12, Python 3.11, like the image): the
+# image installs them offline, so its build needs no access to PyPI (nor this machine's certificate setup).
+beam_sdk_context() {
+    local wheels="$cache/wheels/apache-beam-2.62.0-yaml"
+    if [[ ! -f "$wheels/.complete" ]]; then
+        rm -rf "$wheels" && mkdir -p "$wheels"
+        python3 -m pip wheel --quiet --disable-pip-version-check -w "$wheels" 'apache-beam[yaml]==2.62.0'
+        touch "$wheels/.complete"
+    fi
+    cp -r "$wheels" "$1/wheels"
+    rm -f "$1/wheels/.complete"
+    cp "$root/.tools/bin/beam-python-boot" "$1/boot"
+}
+
+job_server_context() {
+    cp "$(flink_env JOB_SERVER_JAR)" "$1/beam-runners-flink-job-server.jar"
+}
+
+# The operator's jars (tests/node/images/flink-kubernetes-operator/pom.xml), resolved once into the cache.
+operator_context() {
+    local jars="$cache/flink-kubernetes-operator-1.7.0"
+    if [[ ! -f "$jars/.complete" ]]; then
+        rm -rf "$jars"
+        mvn -B -q -f "$root/tests/node/images/flink-kubernetes-operator/pom.xml" package -Doperator.out="$jars/all" \
+            -Dmaven.repo.local="$cache/m2" 2>&1 | grep -v -e '^\[WARNING\]' -e '^$' || true
+        mkdir -p "$jars/operator"
+        mv "$jars/all/flink-kubernetes-operator-1.7.0.jar" "$jars/all/flink-kubernetes-standalone-1.7.0.jar" \
+            "$jars/operator/"
+        touch "$jars/.complete"
+    fi
+    cp -r "$jars/operator" "$1/operator"
+    cp -r "$jars/all" "$1/operator-lib"
+    cp -r "$(flink_env FLINK_HOME)/plugins" "$1/plugins"
 }
 
 build() {
@@ -138,25 +207,46 @@ build() {
     local work
     work=$(mktemp -d)
     gcc -Os -static -Wall -o "$work/pause" "$root/tests/node/images/pause/pause.c" && strip "$work/pause"
-    build_recipe pause "$pause" "$work/pause"
-    build_recipe coredns "$coredns" "$root/.tools/bin/coredns"
+    pause_context() { cp "$work/pause" "$1/"; }
+    build_recipe pause "$pause" "$(sha256sum <"$work/pause")" pause_context
+    coredns_context() { cp "$root/.tools/bin/coredns" "$1/"; }
+    build_recipe coredns "$coredns" "$(sha256sum <"$root/.tools/bin/coredns")" coredns_context
     rm -rf "$work"
+    # The Flink and Beam stand-ins: Flink's home, the job-server jar and Beam's venv come from flink-local.sh.
+    bash "$root/scripts/flink-local.sh" >&2
+    local flink_key
+    flink_key=$(cat "$root/.tools/flink/env")
+    build_recipe flink "$flink" "$flink_key" flink_context
+    build_recipe beam-python-sdk "$beam_sdk" "$(sha256sum <"$root/.tools/bin/beam-python-boot")" beam_sdk_context
+    build_recipe beam-flink-job-server "$job_server" "$flink_key" job_server_context
+    build_recipe flink-kubernetes-operator "$operator" "$flink_key" operator_context
     # The project's images, exactly as a platform team builds them.
     IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" >/dev/null
     # The previous build of our image, now untagged: the store is kept between runs and must not grow with them.
     buildah rmi --prune >/dev/null 2>&1 || true
 }
 
+# Imports what containerd does not hold yet in the version buildah has: its store is kept between runs
+# ($BEAMSTACK_CACHE/containerd), so a warm run imports only the images that changed.
 import() {
-    local socket=$1 work
+    local socket=$1 work imported="$cache/containerd/imported" count=0
     work=$(mktemp -d)
+    mkdir -p "$imported"
     for image in "${node_images[@]}"; do
+        local id stamp="$imported/${image//[\/:]/_}"
+        id=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$image" | head -n 1)
+        if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" ]] &&
+            ctr --address "$socket" -n k8s.io images ls -q | grep -qxF "$image"; then
+            continue
+        fi
         buildah push --quiet "$image" "docker-archive:$work/image.tar:$image" >/dev/null
         ctr --address "$socket" -n k8s.io images import "$work/image.tar" >/dev/null
         rm -f "$work/image.tar"
+        echo "$id" >"$stamp"
+        count=$((count + 1))
     done
     rm -rf "$work"
-    log "imported ${#node_images[@]} images into the node's containerd"
+    log "imported $count of ${#node_images[@]} images into the node's containerd (the others were there)"
 }
 
 case "${1:-}" in

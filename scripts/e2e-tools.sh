@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes the end-to-end suite runs on, from Go modules: etcd, kube-apiserver, kubectl, the node's
 # kubelet, kube-controller-manager, kube-scheduler and kube-proxy (all Kubernetes 1.34.4, the API version k8s-openapi
-# is built for), CoreDNS (the version kubeadm 1.34 deploys), helm, and actionlint (which checks the release workflow).
+# is built for), CoreDNS (the version kubeadm 1.34 deploys), helm, actionlint (which checks the release workflow), and
+# Beam's `boot`, the entry point of Beam's Python SDK image (its stand-in is built by scripts/e2e-images.sh).
 # No prebuilt binary can be downloaded on our build machines; the Go module proxy and the machine's Go toolchain can.
 #
 # Each binary is built once into a cache outside the checkout ($BEAMSTACK_CACHE, default ~/.cache/beamstack), kept
@@ -22,6 +23,7 @@ etcd_version=3.6.16       # the etcd minor Kubernetes 1.34 is tested with
 helm_version=3.19.5
 coredns_version=1.12.1    # the CoreDNS kubeadm 1.34 deploys
 actionlint_version=1.7.12
+beam_boot_version=2.62.0  # Beam's Python SDK container entry point, for the SDK image stand-in (e2e-images.sh)
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 
@@ -117,10 +119,14 @@ build_coredns() {
     log "coredns built in $((SECONDS - started)) s"
 }
 build_coredns
+# Beam's `boot`, the entry point of its Python SDK image (worker pool and workers), from Beam's Go module. The
+# checksum database has no entry for that module version (404), hence GONOSUMDB for it alone.
+GONOSUMDB=github.com/apache/beam build_go_command beam-python-boot "$beam_boot_version" \
+    "github.com/apache/beam/sdks/v2/python/container@v$beam_boot_version" "-s -w"
 build_go_command actionlint "$actionlint_version" "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" \
     "-s -w -X github.com/rhysd/actionlint.version=$actionlint_version"
 
-for command in etcd helm coredns actionlint "${kubernetes_commands[@]}"; do
+for command in etcd helm coredns actionlint beam-python-boot "${kubernetes_commands[@]}"; do
     ln -sfn "$built/$command" "$bin/$command"
 done
 echo "$bin"

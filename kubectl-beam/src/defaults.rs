@@ -10,8 +10,9 @@
 //! beamVersion: "2.77.0"
 //! flinkVersion: "1.20"
 //! pythonVersion: "3.11"
-//! imageRepository: registry.example.com/flink-beam
-//! launcherImage: registry.example.com/beam-launcher:2.77.0
+//! imageRepository: registry.example.com/flink
+//! launcherImage: registry.example.com/beam_python3.11_sdk:2.77.0
+//! jobServerImage: registry.example.com/beam_flink1.20_job_server:2.77.0
 //! serviceAccount: flink
 //! prometheus: http://prometheus.monitoring:9090
 //! beamServices: {"sdks:java:extensions:sql:expansion-service:shadowJar": "expansion.beam:8097"}
@@ -43,6 +44,7 @@ pub struct Defaults {
     pub image: Option<String>,
     pub image_repository: Option<String>,
     pub launcher_image: Option<String>,
+    pub job_server_image: Option<String>,
     pub service_account: Option<String>,
     pub prometheus: Option<String>,
     pub beam_services: Option<BTreeMap<String, String>>,
@@ -57,7 +59,7 @@ impl Defaults {
         serde_saphyr::from_str(text).map_err(|error| {
             format!(
                 "{origin}: {error} (known keys: runner, beamVersion, flinkVersion, pythonVersion, image, \
-                 imageRepository, launcherImage, serviceAccount, prometheus, beamServices)"
+                 imageRepository, launcherImage, jobServerImage, serviceAccount, prometheus, beamServices)"
             )
         })
     }
@@ -72,6 +74,7 @@ impl Defaults {
             image: higher.image.or(self.image),
             image_repository: higher.image_repository.or(self.image_repository),
             launcher_image: higher.launcher_image.or(self.launcher_image),
+            job_server_image: higher.job_server_image.or(self.job_server_image),
             service_account: higher.service_account.or(self.service_account),
             prometheus: higher.prometheus.or(self.prometheus),
             beam_services: higher.beam_services.or(self.beam_services),

@@ -166,28 +166,48 @@ fn the_flink_application_runs_the_pipeline_against_the_worker_pool() {
         deployment["metadata"]["annotations"]["beamstack.dev/beam-sdk"], "python",
         "the webhook injects the harness"
     );
+    // Flink's own image; Beam's part runs from Beam's images in the JobManager pod.
+    assert_eq!(deployment["spec"]["image"], "flink:1.20");
     let job = &deployment["spec"]["job"];
+    assert_eq!(job["entryClass"], "org.apache.beam.runners.flink.FlinkPipelineRunner");
+    assert_eq!(job["jarURI"], "local:///opt/flink/usrlib/beam-pipeline.jar");
+    let pod = &deployment["spec"]["jobManager"]["podTemplate"]["spec"];
+    let job_server = &pod["initContainers"][0];
+    assert_eq!(job_server["name"], "beam-job-server");
+    assert_eq!(job_server["image"], "apache/beam_flink1.20_job_server:2.77.0");
     assert_eq!(
-        job["entryClass"],
-        "org.apache.beam.runners.flink.FlinkPortableClientEntryPoint"
+        job_server["restartPolicy"], "Always",
+        "a native sidecar, there while the launcher runs"
     );
+    let launcher = &pod["initContainers"][1];
+    assert_eq!(launcher["image"], "apache/beam_python3.11_sdk:2.77.0");
     assert_eq!(
-        job["jarURI"],
-        "local:///opt/flink/usrlib/beam-runners-flink-1.20-job-server-2.77.0.jar"
+        launcher["command"],
+        serde_json::json!(["python", "-m", "apache_beam.yaml.main"])
     );
-    let driver = job["args"][1].as_str().unwrap();
+    let args: Vec<&str> = launcher["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     for part in [
-        "python -m apache_beam.yaml.main",
         "--yaml_pipeline_file=/etc/beam/pipeline/pipeline.yaml",
         "--runner=PortableRunner",
+        "--job_endpoint=localhost:8099",
+        "--output_executable_path=/opt/flink/usrlib/beam-pipeline.jar",
         "--environment_type=EXTERNAL",
         "--environment_config=localhost:50000",
         "--parallelism=4",
         "--checkpointing_interval=30000",
     ] {
-        assert!(driver.contains(part), "{part} not in {driver}");
+        assert!(args.contains(&part), "{part} not in {args:?}");
     }
-    assert!(!driver.contains("--job_endpoint"), "the entry point appends it");
+    // The jar the launcher has the job server write is where the JobManager looks.
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/opt/flink/usrlib"
+    );
     assert_eq!(job["parallelism"], 4);
     assert_eq!(job["upgradeMode"], "last-state");
     assert_eq!(
@@ -217,10 +237,17 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
         "--flink_master=shared-rest:8081",
         "--flink_submit_uber_jar",
         "--flink_version=1.20",
+        "--flink_job_server_jar=/opt/beam/jars/beam-runners-flink-job-server.jar",
         "--environment_type=EXTERNAL",
     ] {
         assert!(args.contains(&part), "{part} not in {args:?}");
     }
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["image"], "apache/beam_python3.11_sdk:2.77.0");
+    assert_eq!(
+        pod["initContainers"][0]["image"],
+        "apache/beam_flink1.20_job_server:2.77.0"
+    );
     let objects = run_objects(&["examples/beam/explode.yaml", "--runner", "spark", "--parallelism", "3"]);
     let spark = &objects[1];
     assert_valid(spark, "spark");
@@ -442,9 +469,10 @@ fn an_older_beam_release_gets_its_newest_flink_minor_by_default() {
     let objects = run_objects(&["examples/beam/simple_filter.yaml", "--beam-version", "2.62.0"]);
     let deployment = &objects[1];
     assert_eq!(deployment["spec"]["flinkVersion"], "v1_19");
+    assert_eq!(deployment["spec"]["image"], "flink:1.19");
     assert_eq!(
-        deployment["spec"]["job"]["jarURI"],
-        "local:///opt/flink/usrlib/beam-runners-flink-1.19-job-server-2.62.0.jar"
+        deployment["spec"]["jobManager"]["podTemplate"]["spec"]["initContainers"][0]["image"],
+        "apache/beam_flink1.19_job_server:2.62.0"
     );
     // The Spark runner does not need a Flink minor, and no longer trips over the default one.
     let objects = run_objects(&[
@@ -455,4 +483,67 @@ fn an_older_beam_release_gets_its_newest_flink_minor_by_default() {
         "spark",
     ]);
     assert_eq!(objects[1]["kind"], "SparkApplication");
+}
+
+#[test]
+fn claims_are_mounted_where_pipeline_code_runs_and_pods_are_sized_by_flags() {
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--pvc",
+        "data:/data",
+        "--job-manager-cpu",
+        "0.5",
+        "--task-manager-memory",
+        "1536m",
+    ]);
+    let deployment = &objects[1];
+    assert_valid(deployment, "flink");
+    let spec = &deployment["spec"];
+    assert_eq!(
+        spec["jobManager"]["resource"],
+        serde_json::json!({"cpu": 0.5, "memory": "2048m"})
+    );
+    assert_eq!(
+        spec["taskManager"]["resource"],
+        serde_json::json!({"cpu": 1.0, "memory": "1536m"})
+    );
+    let claim = serde_json::json!({"name": "beam-pvc-0", "persistentVolumeClaim": {"claimName": "data"}});
+    let mount = serde_json::json!({"name": "beam-pvc-0", "mountPath": "/data"});
+    let job_manager = &spec["jobManager"]["podTemplate"]["spec"];
+    assert!(job_manager["volumes"].as_array().unwrap().contains(&claim));
+    let launcher = &job_manager["initContainers"][1];
+    assert!(
+        launcher["volumeMounts"].as_array().unwrap().contains(&mount),
+        "{launcher}"
+    );
+    // The worker pool (which the webhook completes) gets it in the TaskManagers, where the steps read and write.
+    let task_manager = &spec["taskManager"]["podTemplate"]["spec"];
+    assert_eq!(task_manager["containers"][0]["name"], "beam-worker-pool");
+    assert_eq!(task_manager["containers"][0]["volumeMounts"][0], mount);
+    assert_eq!(task_manager["volumes"][0], claim);
+
+    for (args, message) in [
+        (&["--pvc", "data"][..], "give CLAIM:/path"),
+        (&["--pvc", "Data:/x"][..], "not a PersistentVolumeClaim name"),
+        (&["--pvc", "data:relative"][..], "must be absolute"),
+        (
+            &["--pvc", "data:/data", "--session", "shared"][..],
+            "cannot be used with --session",
+        ),
+        (
+            &["--task-manager-cpu", "0"][..],
+            "--task-manager-cpu must be a positive",
+        ),
+        (&["--job-manager-memory", "lots"][..], "--job-manager-memory"),
+    ] {
+        let mut full = vec!["run", "examples/beam/simple_filter.yaml", "--dry-run=client"];
+        full.extend_from_slice(args);
+        let output = beam(&full);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(
+            text(&output.stderr).contains(message),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
 }

@@ -276,14 +276,34 @@ struct RunArgs {
     name: Option<String>,
     #[command(flatten)]
     versions: VersionArgs,
-    /// The runner image (default: derived from the versions).
+    /// The runner image (default: Flink's official image for the Flink version, flink:<minor>).
     #[arg(long)]
     image: Option<String>,
-    /// The launcher image (session mode, Spark's pipeline-jar builder).
+    /// The image that runs Beam YAML's launcher (default: Beam's Python SDK image, apache/beam_python<py>_sdk).
     #[arg(long)]
     launcher_image: Option<String>,
+    /// The image holding Beam's Flink job server (default: apache/beam_flink<minor>_job_server:<beam>).
+    #[arg(long)]
+    job_server_image: Option<String>,
     #[arg(long)]
     parallelism: Option<u32>,
+    /// Mount a PersistentVolumeClaim where the pipeline's code runs (the launcher and the worker pool), for the
+    /// files it reads and writes: CLAIM:/path, repeatable. Not with --session (the session cluster's TaskManagers
+    /// would need it).
+    #[arg(long = "pvc", value_name = "CLAIM:PATH")]
+    pvc: Vec<String>,
+    /// CPU cores for the JobManager's pod.
+    #[arg(long, default_value_t = 1.0)]
+    job_manager_cpu: f64,
+    /// A Flink memory size for the JobManager (2048m is 2048 MiB).
+    #[arg(long, default_value = "2048m")]
+    job_manager_memory: String,
+    /// CPU cores for each TaskManager's pod.
+    #[arg(long, default_value_t = 1.0)]
+    task_manager_cpu: f64,
+    /// A Flink memory size for each TaskManager.
+    #[arg(long, default_value = "2048m")]
+    task_manager_memory: String,
     #[arg(long, default_value = "stateless", value_parser = ["stateless", "last-state", "savepoint"])]
     upgrade_mode: String,
     /// Checkpoint every this often (Flink), such as 30s.
@@ -449,6 +469,34 @@ fn settings(
         settings.image_repository = repository.clone();
     }
     settings.launcher_image = args.launcher_image.clone().or(defaults.launcher_image.clone());
+    settings.job_server_image = args.job_server_image.clone().or(defaults.job_server_image.clone());
+    for (flag, cpu) in [
+        ("--job-manager-cpu", args.job_manager_cpu),
+        ("--task-manager-cpu", args.task_manager_cpu),
+    ] {
+        if cpu.is_nan() || cpu <= 0.0 {
+            return Err(format!("{flag} must be a positive number of cores, such as 0.5"));
+        }
+    }
+    for (flag, memory) in [
+        ("--job-manager-memory", &args.job_manager_memory),
+        ("--task-manager-memory", &args.task_manager_memory),
+    ] {
+        beamstack::units::flink_memory(memory).map_err(|error| format!("{flag}: {error}"))?;
+    }
+    settings.job_manager = convert::Resources {
+        cpu: args.job_manager_cpu,
+        memory: args.job_manager_memory.clone(),
+    };
+    settings.task_manager = convert::Resources {
+        cpu: args.task_manager_cpu,
+        memory: args.task_manager_memory.clone(),
+    };
+    settings.claims = args
+        .pvc
+        .iter()
+        .map(|text| convert::ClaimMount::parse(text))
+        .collect::<Result<_, _>>()?;
     settings.parallelism = args.parallelism;
     settings.upgrade_mode = args.upgrade_mode.clone();
     settings.checkpoint_interval_ms = args.checkpoint_interval.map(|interval| interval.as_millis() as u64);
@@ -467,6 +515,15 @@ fn settings(
     settings.labels = convert::parse_labels(&args.labels)?;
     if settings.session.is_some() && settings.runner != Runner::Flink {
         return Err("--session is for the Flink runner".into());
+    }
+    if settings.runner == Runner::Spark && !settings.claims.is_empty() {
+        return Err("--pvc is not supported for the Spark runner yet: mount the claim in the SparkApplication".into());
+    }
+    if settings.session.is_some() && !settings.claims.is_empty() {
+        return Err(
+            "--pvc cannot be used with --session: the session cluster's TaskManagers, where the steps run, were              created without the claim. Run the pipeline in its own cluster (without --session)."
+                .into(),
+        );
     }
     Ok(settings)
 }
@@ -540,7 +597,7 @@ fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String>
                 image_repository: defaults
                     .image_repository
                     .clone()
-                    .unwrap_or_else(|| "ghcr.io/beamstack/flink-beam".into()),
+                    .unwrap_or_else(|| convert::DEFAULT_FLINK_REPOSITORY.into()),
                 task_managers: args.task_managers,
                 task_slots: args.slots,
                 task_manager_cpu: args.task_manager_cpu,

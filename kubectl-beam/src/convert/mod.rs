@@ -1,10 +1,19 @@
 //! From a checked pipeline to the runner's custom resources.
 //!
-//! - Flink, application mode (default): one FlinkDeployment per pipeline. Its job is Beam's Flink job-server jar
-//!   with `FlinkPortableClientEntryPoint`, whose `--driver-cmd` runs `apache_beam.yaml.main` against the EXTERNAL
-//!   worker pool the webhook injects into every TaskManager (`localhost:50000`).
+//! Every image is one the Apache projects publish: Flink's (`flink:<minor>`), Beam's Python SDK
+//! (`apache/beam_python<py>_sdk:<beam>`) and Beam's Flink job server (`apache/beam_flink<minor>_job_server:<beam>`),
+//! composed in the pod. No image holds Flink, Java and Python with Beam together, and none needs to:
+//!
+//! - Flink, application mode (default): one FlinkDeployment per pipeline, running Flink's image. Before its
+//!   JobManager starts, two containers of the JobManager pod turn the pipeline into an executable jar: Beam's job
+//!   server (a native sidecar, from the job server image) and Beam YAML's launcher (`apache_beam.yaml.main` in the
+//!   SDK image, `--output_executable_path`), which hands it the pipeline; the job server writes the jar into a volume
+//!   the JobManager mounts at /opt/flink/usrlib. The job's entry class is Beam's `FlinkPipelineRunner`, which runs
+//!   the pipeline in that jar; its Python steps run in the EXTERNAL worker pool the webhook injects into every
+//!   TaskManager (`localhost:50000`).
 //! - Flink, session mode (`--session CLUSTER`): a launcher Job that submits to `<cluster>-rest:8081` with
-//!   FlinkRunner and an uber jar (the pattern of Beam's "deploy Python pipelines on the Flink runner" post).
+//!   FlinkRunner and an uber jar, which Beam's Python SDK builds without Java from the job server's jar (copied out
+//!   of the job server image by an init container).
 //! - Spark: a SparkApplication running Beam's SparkPipelineRunner from an executable pipeline jar that an init
 //!   container builds (`--output_executable_path`), executors with the worker pool. A documented design: no public
 //!   example of Beam Python on the Spark operator exists (apache/beam#20537).
@@ -22,6 +31,13 @@ use std::sync::LazyLock;
 use versions::Versions;
 
 pub const PIPELINE_MOUNT: &str = "/etc/beam/pipeline";
+/// Where the JobManager finds the pipeline's executable jar (Flink's folder for user jars in application mode).
+pub const USRLIB: &str = "/opt/flink/usrlib";
+pub const PIPELINE_JAR: &str = "beam-pipeline.jar";
+/// The job server's jar in Beam's job server image.
+pub const JOB_SERVER_JAR_IN_IMAGE: &str = "/opt/apache/beam/jars/beam-runners-flink-job-server.jar";
+/// The job server's port inside the JobManager pod (its default).
+pub const JOB_SERVER_PORT: u16 = 8099;
 pub const FIELD_MANAGER: &str = "kubectl-beam";
 pub const LABEL_PIPELINE: &str = "beamstack.dev/pipeline";
 pub const LABEL_RUNNER: &str = "beamstack.dev/runner";
@@ -62,11 +78,16 @@ pub struct RunSettings {
     /// Flink session cluster to submit to, instead of a FlinkDeployment of its own.
     pub session: Option<String>,
     pub versions: Versions,
-    /// The Flink (or Spark, or launcher) image; derived from the version table when absent.
+    /// The Flink (or Spark) image; derived from the version table when absent.
     pub image: Option<String>,
-    /// Repository of the default Flink+Beam image (`<repository>:<flink>-beam<beam>-py<python>`).
+    /// Repository of the default Flink image (`<repository>:<flink minor>`).
     pub image_repository: String,
+    /// The image that runs Beam YAML's launcher (default: Beam's Python SDK image).
     pub launcher_image: Option<String>,
+    /// The image holding Beam's Flink job server (default: Beam's job server image).
+    pub job_server_image: Option<String>,
+    pub job_manager: Resources,
+    pub task_manager: Resources,
     pub parallelism: Option<u32>,
     pub upgrade_mode: String,
     pub checkpoint_interval_ms: Option<u64>,
@@ -78,7 +99,82 @@ pub struct RunSettings {
     pub task_slots: u32,
     /// The user's labels (`-l team=a`), under ours: a team label is what policies and tenants read.
     pub labels: Map<String, Value>,
+    /// PersistentVolumeClaims mounted where pipeline code runs (`--pvc claim:/path`): the launcher, which checks
+    /// the files a pipeline reads when it builds it, and the worker pool, where Python steps read and write files.
+    pub claims: Vec<ClaimMount>,
 }
+
+/// A PersistentVolumeClaim and where it is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMount {
+    pub claim: String,
+    pub path: String,
+}
+
+impl ClaimMount {
+    /// `claim:/absolute/path`, the claim a Kubernetes name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (claim, path) = text
+            .split_once(':')
+            .ok_or_else(|| format!("--pvc {text:?}: give CLAIM:/path, such as data:/data"))?;
+        let name_ok = !claim.is_empty()
+            && claim.len() <= 253
+            && claim
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && claim.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && claim.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !name_ok {
+            return Err(format!(
+                "--pvc {text:?}: `{claim}` is not a PersistentVolumeClaim name (lower-case letters, digits, '-' and '.')"
+            ));
+        }
+        if !path.starts_with('/') || path.contains(':') {
+            return Err(format!(
+                "--pvc {text:?}: the mount path must be absolute, such as /data"
+            ));
+        }
+        Ok(Self {
+            claim: claim.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+
+    fn volume_name(&self, index: usize) -> String {
+        format!("beam-pvc-{index}")
+    }
+}
+
+fn claim_volumes(settings: &RunSettings) -> Vec<Value> {
+    (settings.claims.iter().enumerate())
+        .map(|(index, mount)| {
+            json!({"name": mount.volume_name(index), "persistentVolumeClaim": {"claimName": mount.claim}})
+        })
+        .collect()
+}
+
+fn claim_mounts(settings: &RunSettings) -> Vec<Value> {
+    (settings.claims.iter().enumerate())
+        .map(|(index, mount)| json!({"name": mount.volume_name(index), "mountPath": mount.path}))
+        .collect()
+}
+
+/// The TaskManagers' pod template when claims are mounted: the worker pool container the webhook completes (image,
+/// port, resources are its), named as the webhook's default names it, with the claims' mounts.
+fn task_manager_pod_with_claims(settings: &RunSettings) -> Option<Value> {
+    if settings.claims.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "spec": {
+            "containers": [{"name": HARNESS_CONTAINER, "volumeMounts": claim_mounts(settings)}],
+            "volumes": claim_volumes(settings),
+        }
+    }))
+}
+
+/// The name the webhook gives the worker pool container (its default harness.containerName).
+pub const HARNESS_CONTAINER: &str = "beam-worker-pool";
 
 impl RunSettings {
     pub fn new(name: &str, namespace: &str, versions: Versions) -> Self {
@@ -89,8 +185,11 @@ impl RunSettings {
             session: None,
             versions,
             image: None,
-            image_repository: "ghcr.io/beamstack/flink-beam".into(),
+            image_repository: DEFAULT_FLINK_REPOSITORY.into(),
             launcher_image: None,
+            job_server_image: None,
+            job_manager: Resources::default(),
+            task_manager: Resources::default(),
             parallelism: None,
             upgrade_mode: "stateless".into(),
             checkpoint_interval_ms: None,
@@ -100,7 +199,33 @@ impl RunSettings {
             beam_services: Map::new(),
             task_slots: 1,
             labels: Map::new(),
+            claims: Vec::new(),
         }
+    }
+}
+
+/// Flink's official image on Docker Hub.
+pub const DEFAULT_FLINK_REPOSITORY: &str = "flink";
+
+/// What one Flink process's pod asks for: the FlinkDeployment's `resource` (CPU cores, a Flink memory size).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    pub cpu: f64,
+    pub memory: String,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu: 1.0,
+            memory: "2048m".into(),
+        }
+    }
+}
+
+impl Resources {
+    fn to_json(&self) -> Value {
+        json!({"cpu": self.cpu, "memory": self.memory})
     }
 }
 
@@ -118,12 +243,21 @@ fn is_streaming(pipeline: &Pipeline) -> bool {
 fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<(String, String)>, String> {
     let mut options: Vec<(String, String)> = Vec::new();
     match (settings.runner, &settings.session) {
-        (Runner::Flink, None) => options.push(("runner".into(), "PortableRunner".into())),
+        (Runner::Flink, None) => {
+            // The job server beside the launcher in the JobManager pod writes the executable jar, and runs nothing.
+            options.push(("runner".into(), "PortableRunner".into()));
+            options.push(("job_endpoint".into(), format!("localhost:{JOB_SERVER_PORT}")));
+            options.push(("output_executable_path".into(), format!("{USRLIB}/{PIPELINE_JAR}")));
+        }
         (Runner::Flink, Some(cluster)) => {
             options.push(("runner".into(), "FlinkRunner".into()));
             options.push(("flink_master".into(), format!("{cluster}-rest:8081")));
             options.push(("flink_version".into(), settings.versions.flink_minor.clone()));
             options.push(("flink_submit_uber_jar".into(), "true".into()));
+            options.push((
+                "flink_job_server_jar".into(),
+                format!("{JOB_SERVER_JAR_DIR}/{JOB_SERVER_JAR}"),
+            ));
         }
         (Runner::Spark, _) => options.push(("runner".into(), "SparkRunner".into())),
         (Runner::Samza, _) => unreachable!("refused before"),
@@ -197,14 +331,16 @@ fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<(St
     Ok(options)
 }
 
-/// `python -m apache_beam.yaml.main ...` as an argument list.
+/// Beam YAML's launcher: the container command (the SDK image's entry point is Beam's boot, which is for workers).
+const LAUNCHER_COMMAND: [&str; 3] = ["python", "-m", "apache_beam.yaml.main"];
+
+/// Where the session launcher finds the job server's jar (copied out of the job server image), and its name.
+const JOB_SERVER_JAR_DIR: &str = "/opt/beam/jars";
+const JOB_SERVER_JAR: &str = "beam-runners-flink-job-server.jar";
+
+/// The launcher's arguments: the pipeline file, then every option as a flag.
 fn launcher_args(options: &[(String, String)]) -> Vec<String> {
-    let mut args = vec![
-        "python".to_owned(),
-        "-m".to_owned(),
-        "apache_beam.yaml.main".to_owned(),
-        format!("--yaml_pipeline_file={PIPELINE_MOUNT}/pipeline.yaml"),
-    ];
+    let mut args = vec![format!("--yaml_pipeline_file={PIPELINE_MOUNT}/pipeline.yaml")];
     args.extend(options.iter().map(|(key, value)| {
         if STORE_TRUE_FLAGS.contains(&key.as_str()) && value == "true" {
             format!("--{key}")
@@ -349,13 +485,6 @@ pub fn objects(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<Value>
         );
     }
     let options = runner_options(pipeline, settings)?;
-    for (key, value) in &options {
-        if value.contains(char::is_whitespace) {
-            return Err(format!(
-                "--{key}={value:?}: pipeline options must not contain spaces (the driver command is split on them)"
-            ));
-        }
-    }
     let runner_object = match (settings.runner, &settings.session) {
         (Runner::Flink, None) => flink_application(pipeline, settings, &options),
         (Runner::Flink, Some(cluster)) => flink_session_launcher(settings, cluster, &options),
@@ -388,23 +517,41 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         .image
         .clone()
         .unwrap_or_else(|| versions.flink_image(&settings.image_repository));
+    let jar_volume = json!({"name": "beam-pipeline-jar", "emptyDir": {}});
+    let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": USRLIB});
+    let launcher_mounts = [vec![pipeline_mount(), jar_mount.clone()], claim_mounts(settings)].concat();
+    let volumes = [vec![pipeline_volume(settings), jar_volume], claim_volumes(settings)].concat();
+    let job_manager_pod = json!({
+        "spec": {
+            "initContainers": [
+                job_server_sidecar(settings, &jar_mount),
+                {
+                    "name": "beam-pipeline-jar",
+                    "image": launcher_image(settings),
+                    "command": LAUNCHER_COMMAND,
+                    "args": launcher_args(options),
+                    "volumeMounts": launcher_mounts,
+                },
+            ],
+            "containers": [{"name": "flink-main-container", "volumeMounts": [jar_mount]}],
+            "volumes": volumes,
+        }
+    });
+    let mut task_manager = json!({"resource": settings.task_manager.to_json()});
+    if let Some(pod) = task_manager_pod_with_claims(settings) {
+        task_manager["podTemplate"] = pod;
+    }
     let spec = json!({
         "image": image,
         "flinkVersion": versions.flink_version_enum(),
         "flinkConfiguration": configuration,
-        "podTemplate": {
-            "spec": {
-                "containers": [{"name": "flink-main-container", "volumeMounts": [pipeline_mount()]}],
-                "volumes": [pipeline_volume(settings)],
-            }
-        },
-        "jobManager": {"resource": {"cpu": 1, "memory": "2048m"}},
-        "taskManager": {"resource": {"cpu": 1, "memory": "2048m"}},
+        "jobManager": {"resource": settings.job_manager.to_json(), "podTemplate": job_manager_pod},
+        "taskManager": task_manager,
         "job": {
-            "jarURI": format!("local:///opt/flink/usrlib/{}", versions.job_server_jar()),
-            "entryClass": "org.apache.beam.runners.flink.FlinkPortableClientEntryPoint",
-            // The entry point starts a job server, appends --job_endpoint, and runs this command.
-            "args": ["--driver-cmd", launcher_args(options).join(" ")],
+            "jarURI": format!("local://{USRLIB}/{PIPELINE_JAR}"),
+            // Beam's entry point for executable pipeline jars: it runs the pipeline the jar holds.
+            "entryClass": "org.apache.beam.runners.flink.FlinkPipelineRunner",
+            "args": [],
             "parallelism": settings.parallelism.unwrap_or(1),
             "upgradeMode": settings.upgrade_mode,
         },
@@ -417,6 +564,44 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         spec,
         settings.service_account.as_deref(),
     )
+}
+
+fn launcher_image(settings: &RunSettings) -> String {
+    settings
+        .launcher_image
+        .clone()
+        .unwrap_or_else(|| settings.versions.harness_image())
+}
+
+fn job_server_image(settings: &RunSettings) -> String {
+    settings
+        .job_server_image
+        .clone()
+        .unwrap_or_else(|| settings.versions.job_server_image())
+}
+
+/// Beam's job server as a native sidecar of the JobManager pod (an init container that keeps running): started
+/// before the launcher, which connects to it, and still there while the launcher runs. It writes the executable jar
+/// into `jar_mount` and then idles; its memory is bounded for that.
+fn job_server_sidecar(settings: &RunSettings, jar_mount: &Value) -> Value {
+    json!({
+        "name": "beam-job-server",
+        "image": job_server_image(settings),
+        "restartPolicy": "Always",
+        "args": [
+            format!("--job-port={JOB_SERVER_PORT}"),
+            format!("--artifact-port={}", JOB_SERVER_PORT - 1),
+            format!("--expansion-port={}", JOB_SERVER_PORT - 2),
+        ],
+        "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx320m -XX:+UseSerialGC"}],
+        "startupProbe": {
+            "tcpSocket": {"port": JOB_SERVER_PORT},
+            "periodSeconds": 1,
+            "failureThreshold": 120,
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+        "volumeMounts": [jar_mount],
+    })
 }
 
 /// A FlinkDeployment around `spec`, with the service account when one is given.
@@ -440,19 +625,33 @@ fn flink_deployment(
 }
 
 fn flink_session_launcher(settings: &RunSettings, cluster: &str, options: &[(String, String)]) -> Value {
-    let image = settings
-        .launcher_image
-        .clone()
-        .unwrap_or_else(|| settings.versions.flink_image(&settings.image_repository));
+    let jar_mount = json!({"name": "beam-job-server-jar", "mountPath": JOB_SERVER_JAR_DIR});
+    let launcher_mounts = [vec![pipeline_mount(), jar_mount.clone()], claim_mounts(settings)].concat();
+    let volumes = [
+        vec![
+            pipeline_volume(settings),
+            json!({"name": "beam-job-server-jar", "emptyDir": {}}),
+        ],
+        claim_volumes(settings),
+    ]
+    .concat();
     let mut pod = json!({
         "restartPolicy": "Never",
+        // Beam's Python SDK builds the uber jar from the job server's jar, which only Beam's job server image holds.
+        "initContainers": [{
+            "name": "beam-job-server-jar",
+            "image": job_server_image(settings),
+            "command": ["cp", JOB_SERVER_JAR_IN_IMAGE, format!("{JOB_SERVER_JAR_DIR}/{JOB_SERVER_JAR}")],
+            "volumeMounts": [jar_mount],
+        }],
         "containers": [{
             "name": "launcher",
-            "image": image,
+            "image": launcher_image(settings),
+            "command": LAUNCHER_COMMAND,
             "args": launcher_args(options),
-            "volumeMounts": [pipeline_mount()],
+            "volumeMounts": launcher_mounts,
         }],
-        "volumes": [pipeline_volume(settings)],
+        "volumes": volumes,
     });
     if let Some(account) = &settings.service_account {
         pod["serviceAccountName"] = Value::from(account.clone());
@@ -477,6 +676,8 @@ fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
     let jar_dir = "/opt/beam/jars";
     let mut build_args = launcher_args(options);
     build_args.push(format!("--output_executable_path={jar_dir}/pipeline.jar"));
+    let mut build_command: Vec<String> = LAUNCHER_COMMAND.iter().map(|part| part.to_string()).collect();
+    build_command.extend(build_args);
     let launcher_image = settings.launcher_image.clone().unwrap_or_else(|| {
         format!(
             "ghcr.io/beamstack/spark-beam-launcher:beam{}-py{}",
@@ -493,7 +694,7 @@ fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         "initContainers": [{
             "name": "build-pipeline-jar",
             "image": launcher_image,
-            "args": build_args,
+            "args": build_command,
             "volumeMounts": [pipeline_mount(), jar_mount],
         }],
     });
@@ -536,6 +737,7 @@ pub struct ClusterSettings {
     pub namespace: String,
     pub versions: Versions,
     pub image: Option<String>,
+    /// Repository of the default Flink image (`<repository>:<flink minor>`).
     pub image_repository: String,
     pub task_managers: u32,
     pub task_slots: u32,
@@ -647,7 +849,7 @@ mod tests {
             ("parallelism".to_owned(), "2".to_owned()),
         ];
         assert_eq!(
-            launcher_args(&options)[4..],
+            launcher_args(&options)[1..],
             [
                 "--runner=FlinkRunner",
                 "--flink_submit_uber_jar",

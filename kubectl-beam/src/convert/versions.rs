@@ -89,23 +89,21 @@ impl Versions {
         format!("v{}", self.flink_minor.replace('.', "_"))
     }
 
-    /// Beam's job-server jar for this Flink minor, as Maven Central names it.
-    pub fn job_server_jar(&self) -> String {
-        format!("beam-runners-flink-{}-job-server-{}.jar", self.flink_minor, self.beam)
-    }
-
-    /// The Beam SDK harness (worker pool) image.
+    /// The Beam SDK harness (worker pool) image, which also runs Beam YAML's launcher: Beam's Python SDK image.
     pub fn harness_image(&self) -> String {
         format!("apache/beam_python{}_sdk:{}", self.python_minor, self.beam)
     }
 
-    /// The image the Flink pods run by default: Flink, Python with apache-beam, and the job-server jar under
-    /// /opt/flink/usrlib (see images/flink-beam/Dockerfile). Override with --image or the defaults file.
+    /// Beam's Flink job server image for this Flink minor: its jar turns a pipeline into an executable Flink job.
+    pub fn job_server_image(&self) -> String {
+        format!("apache/beam_flink{}_job_server:{}", self.flink_minor, self.beam)
+    }
+
+    /// The image the Flink pods run by default: Flink's own (`flink:<minor>` on Docker Hub). Beam's part comes from
+    /// Beam's images in the same pods (the SDK image, the job server image). Override with --image or the defaults'
+    /// imageRepository.
     pub fn flink_image(&self, repository: &str) -> String {
-        format!(
-            "{repository}:{}-beam{}-py{}",
-            self.flink_minor, self.beam, self.python_minor
-        )
+        format!("{repository}:{}", self.flink_minor)
     }
 }
 
@@ -117,11 +115,9 @@ mod tests {
     fn the_table_drives_every_name() {
         let versions = Versions::resolve("2.77.0", "1.20", "3.11").unwrap();
         assert_eq!(versions.flink_version_enum(), "v1_20");
-        assert_eq!(
-            versions.job_server_jar(),
-            "beam-runners-flink-1.20-job-server-2.77.0.jar"
-        );
+        assert_eq!(versions.job_server_image(), "apache/beam_flink1.20_job_server:2.77.0");
         assert_eq!(versions.harness_image(), "apache/beam_python3.11_sdk:2.77.0");
+        assert_eq!(versions.flink_image("flink"), "flink:1.20");
         assert_eq!(
             Versions::resolve("2.77.0", "2.0", "3.12").unwrap().flink_version_enum(),
             "v2_0"
@@ -132,12 +128,12 @@ mod tests {
     fn older_releases_have_their_own_rows() {
         let v270 = Versions::resolve("2.70.0", "1.19", "3.11").unwrap();
         assert_eq!(v270.flink_version_enum(), "v1_19");
-        assert_eq!(v270.job_server_jar(), "beam-runners-flink-1.19-job-server-2.70.0.jar");
+        assert_eq!(v270.job_server_image(), "apache/beam_flink1.19_job_server:2.70.0");
         assert_eq!(v270.harness_image(), "apache/beam_python3.11_sdk:2.70.0");
         assert!(Versions::resolve("2.70.0", "1.20", "3.13").is_ok());
         assert!(Versions::resolve("2.70.0", "1.17", "3.10").is_ok());
         let v262 = Versions::resolve("2.62.0", "1.19", "3.11").unwrap();
-        assert_eq!(v262.job_server_jar(), "beam-runners-flink-1.19-job-server-2.62.0.jar");
+        assert_eq!(v262.job_server_image(), "apache/beam_flink1.19_job_server:2.62.0");
         assert_eq!(v262.harness_image(), "apache/beam_python3.11_sdk:2.62.0");
         assert!(Versions::resolve("2.62.0", "1.17", "3.9").is_ok());
         // What those releases do not publish: Flink 2.x and 1.20 (2.62), Python 3.9 (2.70), Python 3.13 (2.62).
