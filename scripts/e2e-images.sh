@@ -167,11 +167,14 @@ flink_context() {
 
 # apache-beam and its dependencies as wheels, built on this machine (Debian 12, Python 3.11, like the image): the
 # image installs them offline, so its build needs no access to PyPI (nor this machine's certificate setup).
+# async-timeout: redis needs it below Python 3.11.3 (Debian 12's is 3.11.2), which pip, resolving for this
+# machine's Python, would not fetch.
 beam_sdk_context() {
     local wheels="$cache/wheels/apache-beam-2.62.0-yaml"
     if [[ ! -f "$wheels/.complete" ]]; then
         rm -rf "$wheels" && mkdir -p "$wheels"
-        python3 -m pip wheel --quiet --disable-pip-version-check -w "$wheels" 'apache-beam[yaml]==2.62.0'
+        python3 -m pip wheel --quiet --disable-pip-version-check -w "$wheels" 'apache-beam[yaml]==2.62.0' \
+            'async-timeout>=4.0.3'
         touch "$wheels/.complete"
     fi
     cp -r "$wheels" "$1/wheels"
@@ -189,7 +192,7 @@ operator_context() {
     if [[ ! -f "$jars/.complete" ]]; then
         rm -rf "$jars"
         mvn -B -q -f "$root/tests/node/images/flink-kubernetes-operator/pom.xml" package -Doperator.out="$jars/all" \
-            -Dmaven.repo.local="$cache/m2" 2>&1 | grep -v -e '^\[WARNING\]' -e '^$' || true
+            -Dmaven.repo.local="$cache/m2" 2>&1 | sed "s/\x1b\[[0-9;]*m//g" | grep -v -e '^\[WARNING\]' -e '^$' || true
         mkdir -p "$jars/operator"
         mv "$jars/all/flink-kubernetes-operator-1.7.0.jar" "$jars/all/flink-kubernetes-standalone-1.7.0.jar" \
             "$jars/operator/"

@@ -72,7 +72,7 @@ if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20.2'; then
 fi
 cargo deny --log-level error check bans licenses sources
 
-step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19, Beam's Flink job-server jar and a Beam venv for scenario 11 (all cached in $cache)"
+step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar (for the image stand-ins) and a Beam venv for scenario 11 (all cached in $cache)"
 collect downloads
 
 step "Kubernetes 1.34.4, CoreDNS, helm and actionlint, built from their Go modules (cached in $cache/bin)"

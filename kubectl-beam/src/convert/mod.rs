@@ -582,7 +582,7 @@ fn job_server_image(settings: &RunSettings) -> String {
 
 /// Beam's job server as a native sidecar of the JobManager pod (an init container that keeps running): started
 /// before the launcher, which connects to it, and still there while the launcher runs. It writes the executable jar
-/// into `jar_mount` and then idles; its memory is bounded for that.
+/// into `jar_mount` and then idles; its memory is bounded for that (512 MiB was too little to write the jar: OOMKilled).
 fn job_server_sidecar(settings: &RunSettings, jar_mount: &Value) -> Value {
     json!({
         "name": "beam-job-server",
@@ -593,13 +593,15 @@ fn job_server_sidecar(settings: &RunSettings, jar_mount: &Value) -> Value {
             format!("--artifact-port={}", JOB_SERVER_PORT - 1),
             format!("--expansion-port={}", JOB_SERVER_PORT - 2),
         ],
-        "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx320m -XX:+UseSerialGC"}],
+        "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx512m -XX:+UseSerialGC"}],
+        // It listens on localhost only (the pod's own containers are its only clients), where a kubelet tcpSocket
+        // probe, which dials the pod's address, cannot see it: the probe connects from inside instead.
         "startupProbe": {
-            "tcpSocket": {"port": JOB_SERVER_PORT},
+            "exec": {"command": ["bash", "-c", format!("exec 3<>/dev/tcp/localhost/{JOB_SERVER_PORT}")]},
             "periodSeconds": 1,
             "failureThreshold": 120,
         },
-        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+        "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "volumeMounts": [jar_mount],
     })
 }

@@ -191,6 +191,9 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
         "input=/data/orders.csv",
         "--set",
         "output=/data/out/orders",
+        // The shipped required-labels policy wants a team on every runner object.
+        "-l",
+        "team=data",
         "--wait",
     ];
     args.extend_from_slice(VERSIONS);

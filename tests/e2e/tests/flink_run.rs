@@ -1,4 +1,8 @@
-//! Scenario 11: the job spec `kubectl beam run` generates really runs, on a real Flink on loopback.
+//! Scenario 11: the session launcher `kubectl beam run --session` generates really runs, on a real Flink on loopback.
+//!
+//! Application mode left this file for the real Flink operator (tests/e2e/tests/flink_operator.rs). Session mode
+//! stays here until the operator scenarios cover it (issue 12, scenario 2): it is the one proof that the launcher's
+//! command and the uber jar Beam builds from the job server's jar run a pipeline.
 //!
 //! `scripts/flink-local.sh` prepares Flink 1.19 (from PyPI's apache-flink-libraries and apache-flink), Beam's Flink
 //! job-server jar (built with Maven from the published runner: the mirror lacks the published jar) and a venv with the
@@ -387,102 +391,6 @@ fn inputs(pipeline: &str, dir: &Path) -> (Vec<String>, PathBuf) {
 }
 
 /// Application mode: the FlinkDeployment's job run by a standalone application cluster.
-#[test]
-fn application_mode_runs_the_generated_flink_deployment() {
-    let Some(tools) = tools() else { return };
-    let _flink = FLINK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for (pipeline, job_name) in [(CSV_FILTER, "csv-filter"), (LEVEL_COUNT, "level-count")] {
-        let started = Instant::now();
-        let dir = workdir(job_name);
-        let (sets, output) = inputs(pipeline, &dir);
-        let mut args = vec!["run", pipeline];
-        for set in &sets {
-            args.extend(["--set", set.as_str()]);
-        }
-        let objects = dry_run(&args);
-        let deployment = of_kind(&objects, "FlinkDeployment");
-        let spec = &deployment["spec"];
-        assert_eq!(spec["flinkVersion"], "v1_19");
-        // The launcher and the worker pool run the Beam and Python versions the spec names for the harness.
-        let annotations = &deployment["metadata"]["annotations"];
-        assert_eq!(annotations["beamstack.dev/beam-version"], BEAM_VERSION);
-        let python = Command::new(tools.venv.join("bin/python"))
-            .arg("--version")
-            .output()
-            .unwrap();
-        let python = String::from_utf8_lossy(&python.stdout);
-        let minor = annotations["beamstack.dev/python-version"].as_str().unwrap();
-        assert!(
-            python.starts_with(&format!("Python {minor}.")),
-            "{python} is not the harness's Python {minor}"
-        );
-        let job = &spec["job"];
-        let jar_uri = job["jarURI"].as_str().unwrap();
-        let jar_name = format!("beam-runners-flink-{FLINK_MINOR}-job-server-{BEAM_VERSION}.jar");
-        assert_eq!(jar_uri, format!("local:///opt/flink/usrlib/{jar_name}"));
-        // The jarURI's path in the image is $FLINK_HOME/usrlib/<jar>: scripts/flink-local.sh put it there.
-        assert!(tools.flink_home.join("usrlib").join(&jar_name).exists());
-        assert_eq!(
-            fs::canonicalize(tools.flink_home.join("usrlib").join(&jar_name)).unwrap(),
-            fs::canonicalize(&tools.jar).unwrap()
-        );
-
-        mount_config_map(of_kind(&objects, "ConfigMap"), &dir.join("pipeline"));
-        let mount = dir.join("pipeline").display().to_string();
-        let job_args: Vec<String> = job["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|arg| arg.as_str().unwrap().replace(PIPELINE_MOUNT, &mount))
-            .collect();
-        assert_eq!(job_args[0], "--driver-cmd");
-        assert!(
-            job_args[1].contains(&format!("--yaml_pipeline_file={mount}/pipeline.yaml")),
-            "{job_args:?}"
-        );
-        write_flink_conf(&tools, deployment, &dir.join("conf"));
-
-        let _pool = worker_pool(&tools, &dir);
-        let mut command = flink_command(&tools, &tools.flink_home.join("bin/standalone-job.sh"), &dir);
-        command
-            .args([
-                "start-foreground",
-                "--job-classname",
-                job["entryClass"].as_str().unwrap(),
-            ])
-            .args(&job_args);
-        let mut jobmanager = Proc::start("jobmanager", command, dir.join("log/jobmanager.out"));
-        // As the operator sizes it: ceil(parallelism / slots) TaskManagers.
-        let slots: u64 = spec["flinkConfiguration"]["taskmanager.numberOfTaskSlots"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let parallelism = job["parallelism"].as_u64().unwrap();
-        let _taskmanagers = task_managers(&tools, &dir, parallelism.div_ceil(slots));
-
-        // The application cluster shuts down when its job ends: exit 0 means the job finished.
-        let code = jobmanager.wait(Duration::from_secs(600));
-        assert_eq!(
-            code,
-            Some(0),
-            "{pipeline}: the application cluster did not finish\n{}",
-            jobmanager.log()
-        );
-        let log = fs::read_to_string(&jobmanager.log).unwrap();
-        assert!(
-            log.contains(&format!("Job {job_name} (")) && log.contains("switched from state RUNNING to FINISHED"),
-            "{pipeline}: no finished job {job_name}\n{}",
-            jobmanager.log()
-        );
-        assert_outputs(pipeline, &output);
-        eprintln!("application mode: {pipeline} ran on Flink in {:.0?}", started.elapsed());
-        drop(_taskmanagers);
-        drop(_pool);
-        let _ = fs::remove_dir_all(&dir);
-    }
-}
-
 /// Session mode: the session cluster of `kubectl beam cluster create`, then the launcher Job of `run --session`.
 #[test]
 fn session_mode_runs_the_generated_launcher_job() {
@@ -527,15 +435,17 @@ fn session_mode_runs_the_generated_launcher_job() {
         let container = &launcher["spec"]["template"]["spec"]["containers"][0];
         let mount = dir.join("pipeline");
         mount_config_map(of_kind(&objects, "ConfigMap"), &mount);
-        let command_args: Vec<String> = container["args"]
-            .as_array()
-            .unwrap()
-            .iter()
+        let jar = tools.jar.display().to_string();
+        let command_args: Vec<String> = [&container["command"], &container["args"]]
+            .into_iter()
+            .flat_map(|list| list.as_array().unwrap().iter())
             .map(|arg| {
                 arg.as_str()
                     .unwrap()
                     .replace(PIPELINE_MOUNT, &mount.display().to_string())
                     .replace("beam-session-rest:8081", &format!("localhost:{REST_PORT}"))
+                    // The job server's jar, which the Job's init container copies out of Beam's job server image.
+                    .replace("/opt/beam/jars/beam-runners-flink-job-server.jar", &jar)
             })
             .collect();
         for expected in [
