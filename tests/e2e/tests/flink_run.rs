@@ -278,8 +278,17 @@ fn flink_command(tools: &Tools, program: &Path, dir: &Path) -> Command {
         .env("FLINK_LOG_DIR", dir.join("log"))
         .env("PATH", path)
         .env("HOME", dir.join("home"))
+        // Beam's launcher and Flink leave folders in the temporary directory (apache-beam-flink*, beam-driver
+        // logs): inside the work folder, they go with it.
+        .env("TMPDIR", temporary_dir(dir))
         .current_dir(dir);
     command
+}
+
+fn temporary_dir(dir: &Path) -> PathBuf {
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    tmp
 }
 
 /// The Beam SDK worker pool on localhost:50000, as the harness sidecar runs it.
