@@ -256,20 +256,28 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
         "org.apache.beam.runners.spark.SparkPipelineRunner"
     );
     assert_eq!(spark["spec"]["executor"]["instances"], 3);
-    let build = &spark["spec"]["driver"]["initContainers"][0];
-    assert!(
-        build["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--output_executable_path=/opt/beam/jars/pipeline.jar")
-    );
-    assert!(
-        build["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--runner=SparkRunner")
+    // Beam's own images: the Spark job server beside the launcher, which has it write the jar the driver runs.
+    let init = &spark["spec"]["driver"]["initContainers"];
+    assert_eq!(init[0]["image"], "apache/beam_spark3_job_server:2.77.0");
+    assert_eq!(init[0]["restartPolicy"], "Always");
+    let build = &init[1];
+    assert_eq!(build["image"], "apache/beam_python3.11_sdk:2.77.0");
+    let args: Vec<&str> = build["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for part in [
+        "--output_executable_path=/opt/beam/jars/pipeline.jar",
+        "--runner=PortableRunner",
+        "--job_endpoint=localhost:8099",
+    ] {
+        assert!(args.contains(&part), "{part} not in {args:?}");
+    }
+    assert_eq!(
+        spark["spec"]["mainApplicationFile"],
+        "local:///opt/beam/jars/pipeline.jar"
     );
 }
 

@@ -259,7 +259,12 @@ fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<(St
                 format!("{JOB_SERVER_JAR_DIR}/{JOB_SERVER_JAR}"),
             ));
         }
-        (Runner::Spark, _) => options.push(("runner".into(), "SparkRunner".into())),
+        (Runner::Spark, _) => {
+            // As for Flink: Beam's Spark job server beside the launcher writes the executable jar.
+            options.push(("runner".into(), "PortableRunner".into()));
+            options.push(("job_endpoint".into(), format!("localhost:{JOB_SERVER_PORT}")));
+            options.push(("output_executable_path".into(), format!("{SPARK_JAR_DIR}/pipeline.jar")));
+        }
         (Runner::Samza, _) => unreachable!("refused before"),
     }
     // The Flink job carries the pipeline's name, so its metrics (label job_name) and its UI entry can be found.
@@ -577,8 +582,14 @@ fn job_server_image(settings: &RunSettings) -> String {
     settings
         .job_server_image
         .clone()
-        .unwrap_or_else(|| settings.versions.job_server_image())
+        .unwrap_or_else(|| match settings.runner {
+            Runner::Spark => settings.versions.spark_job_server_image(),
+            _ => settings.versions.job_server_image(),
+        })
 }
+
+/// Where the Spark driver finds the pipeline's executable jar.
+const SPARK_JAR_DIR: &str = "/opt/beam/jars";
 
 /// Beam's job server as a native sidecar of the JobManager pod (an init container that keeps running): started
 /// before the launcher, which connects to it, and still there while the launcher runs. It writes the executable jar
@@ -675,17 +686,7 @@ fn flink_session_launcher(settings: &RunSettings, cluster: &str, options: &[(Str
 }
 
 fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
-    let jar_dir = "/opt/beam/jars";
-    let mut build_args = launcher_args(options);
-    build_args.push(format!("--output_executable_path={jar_dir}/pipeline.jar"));
-    let mut build_command: Vec<String> = LAUNCHER_COMMAND.iter().map(|part| part.to_string()).collect();
-    build_command.extend(build_args);
-    let launcher_image = settings.launcher_image.clone().unwrap_or_else(|| {
-        format!(
-            "ghcr.io/beamstack/spark-beam-launcher:beam{}-py{}",
-            settings.versions.beam, settings.versions.python_minor
-        )
-    });
+    let jar_dir = SPARK_JAR_DIR;
     let jar_volume = json!({"name": "beam-pipeline-jar", "emptyDir": {}});
     let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": jar_dir});
     let mut driver = json!({
@@ -693,12 +694,18 @@ fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         "memory": "1g",
         "labels": labels(settings),
         "volumeMounts": [jar_mount.clone()],
-        "initContainers": [{
-            "name": "build-pipeline-jar",
-            "image": launcher_image,
-            "args": build_command,
-            "volumeMounts": [pipeline_mount(), jar_mount],
-        }],
+        // Beam's images only, as for Flink: the Spark job server (a native sidecar) and Beam YAML's launcher in the
+        // SDK image, which has it write the executable jar the driver runs.
+        "initContainers": [
+            job_server_sidecar(settings, &jar_mount),
+            {
+                "name": "build-pipeline-jar",
+                "image": launcher_image(settings),
+                "command": LAUNCHER_COMMAND,
+                "args": launcher_args(options),
+                "volumeMounts": [pipeline_mount(), jar_mount],
+            },
+        ],
     });
     if let Some(account) = &settings.service_account {
         driver["serviceAccount"] = Value::from(account.clone());

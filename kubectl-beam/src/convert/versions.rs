@@ -99,6 +99,11 @@ impl Versions {
         format!("apache/beam_flink{}_job_server:{}", self.flink_minor, self.beam)
     }
 
+    /// Beam's Spark job server image (Spark 3): its jar turns a pipeline into an executable Spark job.
+    pub fn spark_job_server_image(&self) -> String {
+        format!("apache/beam_spark3_job_server:{}", self.beam)
+    }
+
     /// The image the Flink pods run by default: Flink's own (`flink:<minor>` on Docker Hub). Beam's part comes from
     /// Beam's images in the same pods (the SDK image, the job server image). Override with --image or the defaults'
     /// imageRepository.
@@ -118,6 +123,10 @@ mod tests {
         assert_eq!(versions.job_server_image(), "apache/beam_flink1.20_job_server:2.77.0");
         assert_eq!(versions.harness_image(), "apache/beam_python3.11_sdk:2.77.0");
         assert_eq!(versions.flink_image("flink"), "flink:1.20");
+        assert_eq!(
+            versions.spark_job_server_image(),
+            "apache/beam_spark3_job_server:2.77.0"
+        );
         assert_eq!(
             Versions::resolve("2.77.0", "2.0", "3.12").unwrap().flink_version_enum(),
             "v2_0"
