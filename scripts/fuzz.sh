@@ -6,6 +6,7 @@
 #   --seconds N   run each target for N seconds (default 50; CI uses the default)
 #   --runs N      stop each target after N executions instead (no time limit unless --seconds is given too)
 #   --jobs N      libFuzzer workers per target (default 1)
+#   --parallel N  run N targets at a time (default 1; CI runs 2, one a core), each still for --seconds
 #   --build-only  build the targets and stop
 #   target...     admission_review admission_mutate beam_yaml policy (default: all)
 #   FUZZ_TOOLCHAIN=stable  use that toolchain (see below) instead of choosing
@@ -27,6 +28,7 @@ fuzz="$root/fuzz"
 seconds=""
 runs=""
 jobs=1
+parallel=1
 build_only=0
 targets=()
 while [[ $# -gt 0 ]]; do
@@ -37,8 +39,10 @@ while [[ $# -gt 0 ]]; do
         --runs=*) runs="${1#*=}"; shift ;;
         --jobs) jobs="$2"; shift 2 ;;
         --jobs=*) jobs="${1#*=}"; shift ;;
+        --parallel) parallel="$2"; shift 2 ;;
+        --parallel=*) parallel="${1#*=}"; shift ;;
         --build-only) build_only=1; shift ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -89,34 +93,50 @@ done
 log "built in $(($(date +%s) - started)) s"
 [[ $build_only -eq 0 ]] || exit 0
 
-failed=()
-for target in "${targets[@]}"; do
-    corpus="$fuzz/corpus/$target"
-    mkdir -p "$corpus" "$fuzz/artifacts/$target"
-    args=(-max_total_time="$seconds" -timeout=25 -rss_limit_mb=4096 -print_final_stats=1
+# fuzz_target TARGET: one target's run; its output in fuzz/logs/<target>.log, a summary (or the log's end) printed
+# when it is over, its status the run's.
+fuzz_target() {
+    local target=$1
+    local corpus="$fuzz/corpus/$target"
+    mkdir -p "$corpus" "$fuzz/artifacts/$target" "$fuzz/logs"
+    local args=(-max_total_time="$seconds" -timeout=25 -rss_limit_mb=4096 -print_final_stats=1
           -artifact_prefix="$fuzz/artifacts/$target/")
     [[ -z "$runs" ]] || args+=(-runs="$runs")
     [[ ! -f "$fuzz/dicts/$target.dict" ]] || args+=(-dict="$fuzz/dicts/$target.dict")
     [[ "$jobs" -le 1 ]] || args+=(-fork="$jobs")
     log "fuzzing $target (${runs:+$runs runs}${runs:+, }time limit ${seconds} s; 0 = none)"
+    local target_started target_log=$fuzz/logs/$target.log
     target_started=$(date +%s)
     # The first folder receives new inputs; the seeds and the inputs of past findings (fuzz/regressions, replayed by
-    # every target) are only read.
-    # libFuzzer prints a line per new input (thousands a minute): kept in fuzz/logs/<target>.log, its summary shown,
-    # and the whole log when the target fails.
-    mkdir -p "$fuzz/logs"
-    target_log=$fuzz/logs/$target.log
+    # every target) are only read. libFuzzer prints a line per new input (thousands a minute): kept in the log, its
+    # summary shown, and the log's end when the target fails.
     if cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$target" "$corpus" "$fuzz/seeds/$target" "$fuzz/regressions" \
         -- "${args[@]}" >"$target_log" 2>&1; then
-        grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done [0-9]+ runs)' "$target_log" | tail -n 3 || true
+        grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done [0-9]+ runs)' "$target_log" | tail -n 3 | sed "s/^/$target: /" || true
         log "$target: no crash in $(($(date +%s) - target_started)) s"
     else
         tail -n 60 "$target_log"
         log "$target: FAILED (input saved in fuzz/artifacts/$target/; reproduce with" \
             "cargo ${toolchain[*]} fuzz run ${flags[*]} $target fuzz/artifacts/$target/<file>)"
-        failed+=("$target")
+        return 1
     fi
+}
+
+# Up to --parallel targets at once (one a core): each gets its full time, the whole run takes less of the clock.
+declare -A running=() # pid -> target
+failed=()
+wait_one() {
+    local pid status=0
+    wait -n -p pid "${!running[@]}" || status=$?
+    [[ $status == 0 ]] || failed+=("${running[$pid]}")
+    unset "running[$pid]"
+}
+for target in "${targets[@]}"; do
+    while ((${#running[@]} >= parallel)); do wait_one; done
+    fuzz_target "$target" &
+    running[$!]=$target
 done
+while ((${#running[@]} > 0)); do wait_one; done
 log "done in $(($(date +%s) - started)) s"
 if [[ ${#failed[@]} -gt 0 ]]; then
     log "crashes in: ${failed[*]}"

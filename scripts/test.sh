@@ -72,6 +72,18 @@ if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20.2'; then
 fi
 cargo deny --log-level error check bans licenses sources
 
+# Everything that needs neither the downloads nor the Go tools is compiled before waiting for them: on a cold machine
+# the Go builds take ~20 minutes, and the Rust builds fill the cores their single-threaded link steps leave idle.
+step "cargo build (the plugin and tools the end-to-end suite runs; beam-webhook in release for its image)"
+cargo build --workspace --bins --locked
+cargo build --release --locked -p webhook --bin beam-webhook
+
+step "cargo test --no-run (the test executables, compiled before the cluster is up)"
+cargo test --workspace --locked --no-run
+
+step "cargo-fuzz targets built (scripts/fuzz.sh --build-only; they run after the tests)"
+bash scripts/fuzz.sh --build-only
+
 step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar (for the image stand-ins) and a Beam venv for scenario 11 (all cached in $cache)"
 collect downloads
 
@@ -88,10 +100,6 @@ step "Helm chart: helm lint, helm template (the three certificate modes)"
   --set certificates.mode=selfManaged 2>/dev/null >/dev/null
 echo "ok"
 
-step "cargo build (the plugin and tools the end-to-end suite runs; beam-webhook in release for its image)"
-cargo build --workspace --bins --locked
-cargo build --release --locked -p webhook --bin beam-webhook
-
 step "release: actionlint on .github/workflows (with shellcheck on its scripts), the krew manifest it fills"
 .tools/bin/actionlint -no-color
 bash scripts/check-krew-manifest.sh
@@ -106,8 +114,8 @@ BEAMSTACK_E2E=1 BEAMSTACK_FLINK=1 cargo test --workspace --locked 2>&1 | tee tar
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 
-step "fuzzing: every cargo-fuzz target for 50 s after replaying fuzz/regressions (scripts/fuzz.sh, fuzz/README.md)"
-bash scripts/fuzz.sh
+step "fuzzing: every cargo-fuzz target for 50 s after replaying fuzz/regressions, two at a time (scripts/fuzz.sh, fuzz/README.md)"
+bash scripts/fuzz.sh --parallel 2
 
 step "shipped policies: kubectl beam policy test policies/"
 cargo run --quiet --locked -p kubectl-beam -- policy test policies/ | tail -n 1
