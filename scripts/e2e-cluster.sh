@@ -237,15 +237,19 @@ flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name=
 flink_jobmanager_job_lastCheckpointCompletedTimestamp{job_name="wc"} $now_ms
 EOF
     start exporter python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter"
-    # Debian's Prometheus is built without Kubernetes service discovery. In its place, a loop writes the Ready
-    # webhook pods' admin endpoints into a file_sd file every two seconds, with the labels Kubernetes discovery's
-    # relabelling would give (namespace, pod).
-    start discovery discover_webhook_pods
+    # Debian's Prometheus is built without Kubernetes service discovery. In its place, a loop writes file_sd files
+    # every two seconds with the labels Kubernetes discovery's relabelling would give (namespace, pod): the Ready
+    # webhook pods' admin endpoints (the chart's ServiceMonitor) and the Flink pods' port named `metrics`, which the
+    # webhook adds with Flink's Prometheus reporter (the chart's PodMonitor for Flink).
+    start discovery discover_pods
     cat >"$state/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: beam-webhook
     file_sd_configs: [{files: ["$state/prometheus-targets.json"], refresh_interval: 1s}]
+  - job_name: flink-pods
+    scrape_interval: 5s
+    file_sd_configs: [{files: ["$state/prometheus-flink-targets.json"], refresh_interval: 1s}]
   - job_name: flink
     static_configs: [{targets: ["127.0.0.1:$exporter_port"]}]
 EOF
@@ -254,10 +258,12 @@ EOF
     wait_for prometheus curl -fsS "http://127.0.0.1:$prometheus_port/-/ready"
 }
 
-# The Ready webhook pods' admin endpoints as Prometheus file_sd targets, rewritten whenever they change.
-discover_webhook_pods() {
-    local targets="$state/prometheus-targets.json"
-    echo '[]' >"$targets"
+# Prometheus file_sd targets, rewritten whenever they change: the Ready webhook pods' admin endpoints, and the
+# running Flink pods' (label type=flink-native-kubernetes) container port named `metrics`.
+discover_pods() {
+    local webhook_targets="$state/prometheus-targets.json" flink_targets="$state/prometheus-flink-targets.json"
+    echo '[]' >"$webhook_targets"
+    echo '[]' >"$flink_targets"
     while true; do
         kubectl -n "$namespace" get pods -l app.kubernetes.io/name=beamstack-webhook -o json 2>/dev/null |
             python3 -c '
@@ -267,7 +273,22 @@ ready = [p for p in pods if p["status"].get("podIP") and any(
     c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
 print(json.dumps([{"targets": [p["status"]["podIP"] + ":8080"],
                    "labels": {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"]}}
-                  for p in ready]))' >"$targets.new" 2>/dev/null && mv "$targets.new" "$targets"
+                  for p in ready]))' >"$webhook_targets.new" 2>/dev/null && mv "$webhook_targets.new" "$webhook_targets"
+        kubectl get pods -A -l type=flink-native-kubernetes -o json 2>/dev/null |
+            python3 -c '
+import json, sys
+targets = []
+for p in json.load(sys.stdin)["items"]:
+    ip = p["status"].get("podIP")
+    if not ip or p["status"].get("phase") != "Running":
+        continue
+    for c in p["spec"]["containers"]:
+        for port in c.get("ports", []):
+            if port.get("name") == "metrics":
+                labels = {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"],
+                          "component": p["metadata"].get("labels", {}).get("component", "")}
+                targets.append({"targets": [ip + ":" + str(port["containerPort"])], "labels": labels})
+print(json.dumps(targets))' >"$flink_targets.new" 2>/dev/null && mv "$flink_targets.new" "$flink_targets"
         sleep 2
     done
 }

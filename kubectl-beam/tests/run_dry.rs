@@ -435,6 +435,10 @@ fn a_session_cluster_is_a_jobless_flink_deployment_ready_for_the_harness() {
         "4",
         "--task-manager-memory",
         "4g",
+        "--job-manager-cpu",
+        "0.5",
+        "--pvc",
+        "data:/data",
         "--dry-run=client",
         "-o",
         "yaml",
@@ -456,6 +460,15 @@ fn a_session_cluster_is_a_jobless_flink_deployment_ready_for_the_harness() {
         "the webhook adds the worker pool"
     );
     assert_eq!(cluster["metadata"]["labels"]["beamstack.dev/session-cluster"], "shared");
+    assert_eq!(cluster["spec"]["jobManager"]["resource"]["cpu"], 0.5);
+    // The claim is mounted in the worker pool of every TaskManager, where the jobs' Python steps run.
+    let task_manager = &cluster["spec"]["taskManager"]["podTemplate"]["spec"];
+    assert_eq!(task_manager["containers"][0]["name"], "beam-worker-pool");
+    assert_eq!(
+        task_manager["containers"][0]["volumeMounts"][0],
+        serde_json::json!({"name": "beam-pvc-0", "mountPath": "/data"})
+    );
+    assert_eq!(task_manager["volumes"][0]["persistentVolumeClaim"]["claimName"], "data");
     let bad = beam(&[
         "cluster",
         "create",
@@ -530,14 +543,29 @@ fn claims_are_mounted_where_pipeline_code_runs_and_pods_are_sized_by_flags() {
     assert_eq!(task_manager["containers"][0]["volumeMounts"][0], mount);
     assert_eq!(task_manager["volumes"][0], claim);
 
+    // In session mode the claim goes to the launcher Job (the session cluster's TaskManagers got theirs from
+    // `cluster create --pvc`).
+    let session = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--session",
+        "shared",
+        "--pvc",
+        "data:/data",
+    ]);
+    let pod = &session[1]["spec"]["template"]["spec"];
+    assert!(pod["volumes"].as_array().unwrap().contains(&claim), "{pod}");
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&mount),
+        "{pod}"
+    );
+
     for (args, message) in [
         (&["--pvc", "data"][..], "give CLAIM:/path"),
         (&["--pvc", "Data:/x"][..], "not a PersistentVolumeClaim name"),
         (&["--pvc", "data:relative"][..], "must be absolute"),
-        (
-            &["--pvc", "data:/data", "--session", "shared"][..],
-            "cannot be used with --session",
-        ),
         (
             &["--task-manager-cpu", "0"][..],
             "--task-manager-cpu must be a positive",

@@ -96,6 +96,12 @@ pub struct FlinkConfig {
     pub supported_versions: Vec<String>,
     /// Tolerations, nodeSelector and priorityClassName merged into `spec.podTemplate` (JobManager and TaskManagers).
     pub placement: Placement,
+    /// Flink's Prometheus reporter on this port (0: left alone): its configuration in `spec.flinkConfiguration` and a
+    /// container port named `metrics` on Flink's main container, each when absent. `kubectl beam status`, the
+    /// chart's dashboard and its PodMonitor read it. Default 9249, the port Flink's documentation uses.
+    pub metrics_port: u16,
+    /// More `spec.flinkConfiguration` entries, each when the object lacks the key (flat or nested).
+    pub configuration: BTreeMap<String, String>,
 }
 
 impl Default for FlinkConfig {
@@ -106,6 +112,8 @@ impl Default for FlinkConfig {
             task_manager: FlinkResource::default(),
             supported_versions: ["v1_19", "v1_20", "v2_0", "v2_1", "v2_2"].map(String::from).to_vec(),
             placement: Placement::default(),
+            metrics_port: 9249,
+            configuration: BTreeMap::new(),
         }
     }
 }

@@ -98,6 +98,68 @@ async fn configured_defaults_replace_built_in_ones() {
 }
 
 #[tokio::test]
+async fn flink_prometheus_reporter_and_configuration_defaults_fill_absent_keys_in_either_form() {
+    let built_in = state(Config::default());
+    let reporter = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory";
+    let metrics_port = json!({"name": "metrics", "containerPort": 9249, "protocol": "TCP"});
+    // Built in: Flink's Prometheus reporter, which kubectl beam status and the dashboard read, and the named port a
+    // PodMonitor selects.
+    let (plain, _) = mutated(&built_in, "CREATE", &fixture("flink-plain")).await;
+    let configuration = &plain["spec"]["flinkConfiguration"];
+    assert_eq!(configuration["metrics.reporter.prom.factory.class"], reporter);
+    assert_eq!(configuration["metrics.reporter.prom.port"], "9249");
+    let main = &plain["spec"]["podTemplate"]["spec"]["containers"][0];
+    assert_eq!(main["name"], "flink-main-container");
+    assert_eq!(main["ports"], json!([metrics_port]));
+
+    // The user's value wins, flat or nested (operator 1.10 accepts nested maps), and the named port follows it.
+    let mut nested = fixture("flink-plain");
+    nested["spec"]["flinkConfiguration"] = json!({"metrics": {"reporter": {"prom": {"port": "9999"}}}});
+    let (object, _) = mutated(&built_in, "CREATE", &nested).await;
+    let configuration = &object["spec"]["flinkConfiguration"];
+    assert_eq!(configuration["metrics"]["reporter"]["prom"]["port"], "9999");
+    assert!(
+        configuration.get("metrics.reporter.prom.port").is_none(),
+        "{configuration}"
+    );
+    assert_eq!(configuration["metrics.reporter.prom.factory.class"], reporter);
+    assert_eq!(
+        object["spec"]["podTemplate"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        9999
+    );
+    // A port the user named already is kept as it is; a range gets no named port.
+    let mut own_port = fixture("flink-plain");
+    own_port["spec"]["podTemplate"] = json!({"spec": {"containers": [
+        {"name": "log-shipper", "image": "fluent-bit"},
+        {"name": "flink-main-container", "ports": [{"name": "metrics", "containerPort": 9249}]},
+    ]}});
+    let (object, _) = mutated(&built_in, "CREATE", &own_port).await;
+    assert_eq!(
+        object["spec"]["podTemplate"], own_port["spec"]["podTemplate"],
+        "nothing added, nothing moved"
+    );
+    let mut range = fixture("flink-plain");
+    range["spec"]["flinkConfiguration"] = json!({"metrics.reporter.prom.port": "9250-9260"});
+    let (object, _) = mutated(&built_in, "CREATE", &range).await;
+    assert_eq!(
+        object["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"],
+        "9250-9260"
+    );
+    assert!(object["spec"].get("podTemplate").is_none(), "{}", object["spec"]);
+
+    // A platform's own entries come on top; metricsPort 0 leaves the reporter alone.
+    let mut config = Config::default();
+    config.flink.metrics_port = 0;
+    config.flink.configuration = BTreeMap::from([("state.backend.type".into(), "rocksdb".into())]);
+    let (object, _) = mutated(&state(config), "CREATE", &fixture("flink-plain")).await;
+    assert_eq!(
+        object["spec"]["flinkConfiguration"],
+        json!({"taskmanager.numberOfTaskSlots": "2", "state.backend.type": "rocksdb"})
+    );
+    assert!(object["spec"].get("podTemplate").is_none(), "{}", object["spec"]);
+}
+
+#[tokio::test]
 async fn flink_placement_merges_into_the_pod_template() {
     let mut config = Config::default();
     config.flink.placement = placement();

@@ -180,8 +180,15 @@ struct ClusterArgs {
     /// A Flink memory size (2048m is 2048 MiB).
     #[arg(long, default_value = "2048m")]
     task_manager_memory: String,
+    /// CPU cores for the JobManager's pod.
+    #[arg(long, default_value_t = 1.0)]
+    job_manager_cpu: f64,
     #[arg(long, default_value = "2048m")]
     job_manager_memory: String,
+    /// Mount a PersistentVolumeClaim in every TaskManager's worker pool, where the Python steps of the cluster's
+    /// jobs read and write files: CLAIM:/path, repeatable (`run --session --pvc` mounts it in the launcher).
+    #[arg(long = "pvc", value_name = "CLAIM:PATH")]
+    pvc: Vec<String>,
     #[command(flatten)]
     versions: VersionArgs,
     #[arg(long)]
@@ -288,8 +295,8 @@ struct RunArgs {
     #[arg(long)]
     parallelism: Option<u32>,
     /// Mount a PersistentVolumeClaim where the pipeline's code runs (the launcher and the worker pool), for the
-    /// files it reads and writes: CLAIM:/path, repeatable. Not with --session (the session cluster's TaskManagers
-    /// would need it).
+    /// files it reads and writes: CLAIM:/path, repeatable. With --session it goes to the launcher only: the session
+    /// cluster's TaskManagers mount what `cluster create --pvc` gave them.
     #[arg(long = "pvc", value_name = "CLAIM:PATH")]
     pvc: Vec<String>,
     /// CPU cores for the JobManager's pod.
@@ -519,12 +526,6 @@ fn settings(
     if settings.runner == Runner::Spark && !settings.claims.is_empty() {
         return Err("--pvc is not supported for the Spark runner yet: mount the claim in the SparkApplication".into());
     }
-    if settings.session.is_some() && !settings.claims.is_empty() {
-        return Err(
-            "--pvc cannot be used with --session: the session cluster's TaskManagers, where the steps run, were              created without the claim. Run the pipeline in its own cluster (without --session)."
-                .into(),
-        );
-    }
     Ok(settings)
 }
 
@@ -602,9 +603,15 @@ fn cluster(global: &Global, command: ClusterCommand) -> Result<ExitCode, String>
                 task_slots: args.slots,
                 task_manager_cpu: args.task_manager_cpu,
                 task_manager_memory: args.task_manager_memory.clone(),
+                job_manager_cpu: args.job_manager_cpu,
                 job_manager_memory: args.job_manager_memory.clone(),
                 service_account: args.service_account.clone(),
                 labels: convert::parse_labels(&args.labels)?,
+                claims: args
+                    .pvc
+                    .iter()
+                    .map(|text| convert::ClaimMount::parse(text))
+                    .collect::<Result<_, _>>()?,
             };
             let object = convert::session_cluster(&settings);
             if args.dry_run == DryRun::Client {

@@ -145,30 +145,30 @@ impl ClaimMount {
     }
 }
 
-fn claim_volumes(settings: &RunSettings) -> Vec<Value> {
-    (settings.claims.iter().enumerate())
+fn claim_volumes(claims: &[ClaimMount]) -> Vec<Value> {
+    (claims.iter().enumerate())
         .map(|(index, mount)| {
             json!({"name": mount.volume_name(index), "persistentVolumeClaim": {"claimName": mount.claim}})
         })
         .collect()
 }
 
-fn claim_mounts(settings: &RunSettings) -> Vec<Value> {
-    (settings.claims.iter().enumerate())
+fn claim_mounts(claims: &[ClaimMount]) -> Vec<Value> {
+    (claims.iter().enumerate())
         .map(|(index, mount)| json!({"name": mount.volume_name(index), "mountPath": mount.path}))
         .collect()
 }
 
 /// The TaskManagers' pod template when claims are mounted: the worker pool container the webhook completes (image,
 /// port, resources are its), named as the webhook's default names it, with the claims' mounts.
-fn task_manager_pod_with_claims(settings: &RunSettings) -> Option<Value> {
-    if settings.claims.is_empty() {
+fn task_manager_pod_with_claims(claims: &[ClaimMount]) -> Option<Value> {
+    if claims.is_empty() {
         return None;
     }
     Some(json!({
         "spec": {
-            "containers": [{"name": HARNESS_CONTAINER, "volumeMounts": claim_mounts(settings)}],
-            "volumes": claim_volumes(settings),
+            "containers": [{"name": HARNESS_CONTAINER, "volumeMounts": claim_mounts(claims)}],
+            "volumes": claim_volumes(claims),
         }
     }))
 }
@@ -524,8 +524,16 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         .unwrap_or_else(|| versions.flink_image(&settings.image_repository));
     let jar_volume = json!({"name": "beam-pipeline-jar", "emptyDir": {}});
     let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": USRLIB});
-    let launcher_mounts = [vec![pipeline_mount(), jar_mount.clone()], claim_mounts(settings)].concat();
-    let volumes = [vec![pipeline_volume(settings), jar_volume], claim_volumes(settings)].concat();
+    let launcher_mounts = [
+        vec![pipeline_mount(), jar_mount.clone()],
+        claim_mounts(&settings.claims),
+    ]
+    .concat();
+    let volumes = [
+        vec![pipeline_volume(settings), jar_volume],
+        claim_volumes(&settings.claims),
+    ]
+    .concat();
     let job_manager_pod = json!({
         "spec": {
             "initContainers": [
@@ -543,7 +551,7 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         }
     });
     let mut task_manager = json!({"resource": settings.task_manager.to_json()});
-    if let Some(pod) = task_manager_pod_with_claims(settings) {
+    if let Some(pod) = task_manager_pod_with_claims(&settings.claims) {
         task_manager["podTemplate"] = pod;
     }
     let spec = json!({
@@ -639,13 +647,17 @@ fn flink_deployment(
 
 fn flink_session_launcher(settings: &RunSettings, cluster: &str, options: &[(String, String)]) -> Value {
     let jar_mount = json!({"name": "beam-job-server-jar", "mountPath": JOB_SERVER_JAR_DIR});
-    let launcher_mounts = [vec![pipeline_mount(), jar_mount.clone()], claim_mounts(settings)].concat();
+    let launcher_mounts = [
+        vec![pipeline_mount(), jar_mount.clone()],
+        claim_mounts(&settings.claims),
+    ]
+    .concat();
     let volumes = [
         vec![
             pipeline_volume(settings),
             json!({"name": "beam-job-server-jar", "emptyDir": {}}),
         ],
-        claim_volumes(settings),
+        claim_volumes(&settings.claims),
     ]
     .concat();
     let mut pod = json!({
@@ -752,9 +764,13 @@ pub struct ClusterSettings {
     pub task_slots: u32,
     pub task_manager_cpu: f64,
     pub task_manager_memory: String,
+    pub job_manager_cpu: f64,
     pub job_manager_memory: String,
     pub service_account: Option<String>,
     pub labels: Map<String, Value>,
+    /// PersistentVolumeClaims mounted in the TaskManagers' worker pool, where the Python steps of every job the
+    /// cluster runs read and write files (`cluster create --pvc`).
+    pub claims: Vec<ClaimMount>,
 }
 
 pub const LABEL_SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
@@ -763,15 +779,19 @@ pub const LABEL_SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
 /// webhook puts the worker pool into its TaskManagers.
 pub fn session_cluster(settings: &ClusterSettings) -> Value {
     let versions = &settings.versions;
+    let mut task_manager = json!({
+        "replicas": settings.task_managers,
+        "resource": {"cpu": settings.task_manager_cpu, "memory": settings.task_manager_memory},
+    });
+    if let Some(pod) = task_manager_pod_with_claims(&settings.claims) {
+        task_manager["podTemplate"] = pod;
+    }
     let spec = json!({
         "image": settings.image.clone().unwrap_or_else(|| versions.flink_image(&settings.image_repository)),
         "flinkVersion": versions.flink_version_enum(),
         "flinkConfiguration": {"taskmanager.numberOfTaskSlots": settings.task_slots.to_string()},
-        "jobManager": {"resource": {"cpu": 1, "memory": settings.job_manager_memory}},
-        "taskManager": {
-            "replicas": settings.task_managers,
-            "resource": {"cpu": settings.task_manager_cpu, "memory": settings.task_manager_memory},
-        },
+        "jobManager": {"resource": {"cpu": settings.job_manager_cpu, "memory": settings.job_manager_memory}},
+        "taskManager": task_manager,
     });
     let labels = with_user_labels(
         &settings.labels,

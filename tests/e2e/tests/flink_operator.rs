@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 const NAMESPACE: &str = "beam-flink";
 const CSV_FILTER: &str = "tests/e2e/fixtures/flink/csv_filter.yaml";
+const RAISES: &str = "tests/e2e/fixtures/flink/raises.yaml";
+const SLOW: &str = "tests/e2e/fixtures/flink/slow.yaml";
+const TICKS: &str = "tests/e2e/fixtures/flink/ticks.yaml";
 const ORDERS: &str = "id,customer,amount\n1,alice,10\n2,bob,25\n3,carol,30\n4,dave,20\n5,erin,99\n";
 
 /// Sizes that let a JobManager and a TaskManager (with its worker pool) fit on this 2-core node beside Beamstack.
@@ -168,6 +171,64 @@ fn diagnostics(name: &str) -> String {
     )
 }
 
+/// The Flink job's state as the operator reports it (`status.jobStatus.state`), empty before it has one.
+fn job_state(name: &str) -> String {
+    let deployment = get("flinkdeployment", NAMESPACE, name);
+    deployment["status"]["jobStatus"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Waits until the operator reports one of `states` for the job, and returns it.
+fn wait_for_job_state(name: &str, states: &[&str], within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let state = job_state(name);
+        if states.contains(&state.as_str()) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {name}: state {state:?}, not one of {states:?} within {within:?}\n{}",
+            diagnostics(name)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `kubectl beam run FILE -n beam-flink --name NAME -l team=data` with the tests' versions and sizes, then `extra`.
+fn run_pipeline(file: &str, name: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "run",
+        file,
+        "-n",
+        NAMESPACE,
+        "--name",
+        name,
+        // The shipped required-labels policy wants a team on every runner object.
+        "-l",
+        "team=data",
+    ];
+    args.extend_from_slice(VERSIONS);
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    beam(&args)
+}
+
+/// Orders over 20, customer upper-cased, total doubled: what csv_filter.yaml's Python steps make of ORDERS.
+fn assert_filtered_orders(prefix: &Path) {
+    let lines = output_lines(prefix);
+    let mut records: Vec<Value> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
+    records.sort_by_key(|record| record["id"].as_i64());
+    let expected: Vec<Value> = vec![
+        serde_json::json!({"id": 2, "customer": "BOB", "total": 50}),
+        serde_json::json!({"id": 3, "customer": "CAROL", "total": 60}),
+        serde_json::json!({"id": 5, "customer": "ERIN", "total": 198}),
+    ];
+    assert_eq!(records, expected, "{lines:?}");
+}
+
 #[test]
 fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker_pool() {
     require_cluster!();
@@ -178,28 +239,17 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
 
     let pvc = data.claim();
-    let mut args = vec![
-        "run",
-        CSV_FILTER,
-        "-n",
-        NAMESPACE,
-        "--name",
-        &name,
+    let args = [
         "--pvc",
         &pvc,
         "--set",
         "input=/data/orders.csv",
         "--set",
         "output=/data/out/orders",
-        // The shipped required-labels policy wants a team on every runner object.
-        "-l",
-        "team=data",
         "--wait",
     ];
-    args.extend_from_slice(VERSIONS);
-    args.extend_from_slice(SMALL);
     let started = Instant::now();
-    let run = beam(&args);
+    let run = run_pipeline(CSV_FILTER, &name, &args);
     assert!(
         run.ok,
         "kubectl beam run: {}\n{}\n{}",
@@ -229,14 +279,7 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     assert!(containers.contains(&"beam-worker-pool".to_owned()), "{containers:?}");
 
     // The job finishes; the operator's own status says so, and kubectl beam reads it as Succeeded.
-    let state = wait_for("the job to finish", Duration::from_secs(300), || {
-        let deployment = get("flinkdeployment", NAMESPACE, &name);
-        let state = deployment["status"]["jobStatus"]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        matches!(state.as_str(), "FINISHED" | "FAILED" | "CANCELED").then_some(state)
-    });
+    let state = wait_for_job_state(&name, &["FINISHED", "FAILED", "CANCELED"], Duration::from_secs(300));
     assert_eq!(state, "FINISHED", "{}", diagnostics(&name));
     let status = beam(&["status", &name, "-n", NAMESPACE]);
     assert!(
@@ -251,20 +294,315 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
         status.stdout
     );
 
-    // Orders over 20, customer upper-cased, total doubled: what the Python steps computed in the worker pool.
-    let lines = output_lines(&data.dir.join("out/orders"));
-    let mut records: Vec<Value> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
-    records.sort_by_key(|record| record["id"].as_i64());
-    let expected: Vec<Value> = vec![
-        serde_json::json!({"id": 2, "customer": "BOB", "total": 50}),
-        serde_json::json!({"id": 3, "customer": "CAROL", "total": 60}),
-        serde_json::json!({"id": 5, "customer": "ERIN", "total": 198}),
-    ];
-    assert_eq!(records, expected, "{lines:?}");
+    // What the Python steps computed in the worker pool.
+    assert_filtered_orders(&data.dir.join("out/orders"));
 
     let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
     assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
     wait_for("the pipeline's pods to go", Duration::from_secs(180), || {
         pods(&format!("app={name}")).is_empty().then_some(())
+    });
+}
+
+/// Scenario 2: `kubectl beam cluster create`, then `run --session`: the launcher Job's pod builds the uber jar from
+/// the job server's jar and submits it to the session cluster, whose TaskManager (with the injected worker pool) runs
+/// the Python steps; `status` and `list` agree that it succeeded.
+#[test]
+fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
+    require_cluster!();
+    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _webhook = webhook_shared();
+    let cluster = format!("session-{}", std::process::id());
+    let name = format!("orders-session-{}", std::process::id());
+    let data = DataVolume::new(&name);
+    std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
+    let pvc = data.claim();
+
+    let mut args = vec![
+        "cluster",
+        "create",
+        &cluster,
+        "-n",
+        NAMESPACE,
+        "--task-managers",
+        "1",
+        "--slots",
+        "1",
+        "--job-manager-cpu",
+        "0.25",
+        "--job-manager-memory",
+        "1024m",
+        "--task-manager-cpu",
+        "0.25",
+        "--task-manager-memory",
+        "1536m",
+        "--pvc",
+        &pvc,
+        "-l",
+        "team=data",
+    ];
+    args.extend_from_slice(VERSIONS);
+    let created = beam(&args);
+    assert!(created.ok, "{}\n{}", created.stdout, created.stderr);
+    wait_for("the session cluster's JobManager", Duration::from_secs(240), || {
+        let deployment = get("flinkdeployment", NAMESPACE, &cluster);
+        (deployment["status"]["jobManagerDeploymentStatus"] == "READY").then_some(())
+    });
+
+    let run = beam(&[
+        "run",
+        CSV_FILTER,
+        "-n",
+        NAMESPACE,
+        "--name",
+        &name,
+        "--session",
+        &cluster,
+        "--pvc",
+        &pvc,
+        "--set",
+        "input=/data/orders.csv",
+        "--set",
+        "output=/data/out/orders",
+        "-l",
+        "team=data",
+        "--beam-version",
+        "2.62.0",
+        "--flink-version",
+        "1.19",
+        "--python-version",
+        "3.11",
+    ]);
+    assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&cluster));
+
+    // Flink's resource manager starts a TaskManager for the submitted job, from the pod template the webhook
+    // completed: the worker pool is in it.
+    let task_manager = wait_for("a session TaskManager pod", Duration::from_secs(240), || {
+        pods(&format!("app={cluster},component=taskmanager")).into_iter().next()
+    });
+    let containers = container_names(&task_manager, "containers");
+    assert!(containers.contains(&"beam-worker-pool".to_owned()), "{containers:?}");
+
+    // The launcher follows the job to its end; its Job completes with it.
+    let launcher = wait_for("the launcher Job to end", Duration::from_secs(300), || {
+        let job = get("job", NAMESPACE, &name);
+        let done = job["status"]["succeeded"].as_i64() == Some(1) || job["status"]["failed"].as_i64() >= Some(1);
+        done.then_some(job)
+    });
+    let launcher_log = kubectl(&["logs", "-n", NAMESPACE, &format!("job/{name}"), "--tail=40"]).stdout;
+    assert_eq!(
+        launcher["status"]["succeeded"],
+        1,
+        "launcher:\n{launcher_log}\n{}",
+        diagnostics(&cluster)
+    );
+    assert_filtered_orders(&data.dir.join("out/orders"));
+
+    let status = beam(&["status", &name, "-n", NAMESPACE]);
+    assert!(
+        status.ok && status.stdout.contains("Succeeded"),
+        "{}\n{}",
+        status.stdout,
+        status.stderr
+    );
+    let list = beam(&["list", "-n", NAMESPACE, "-o", "json"]);
+    assert!(list.ok, "{}", list.stderr);
+    let rows: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    let row = rows.iter().find(|row| row["name"] == name.as_str());
+    assert_eq!(
+        row.map(|row| row["phase"].clone()),
+        Some(Value::from("Succeeded")),
+        "list: {}",
+        list.stdout
+    );
+    let session = rows.iter().find(|row| row["name"] == cluster.as_str());
+    assert_eq!(
+        session.map(|row| row["phase"].clone()),
+        Some(Value::from("Running")),
+        "the session cluster stays up: {}",
+        list.stdout
+    );
+
+    let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
+    assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
+    let cluster_deleted = beam(&["cluster", "delete", &cluster, "-n", NAMESPACE]);
+    assert!(
+        cluster_deleted.ok,
+        "{}\n{}",
+        cluster_deleted.stdout, cluster_deleted.stderr
+    );
+    wait_for("the session cluster's pods to go", Duration::from_secs(180), || {
+        pods(&format!("app={cluster}")).is_empty().then_some(())
+    });
+}
+
+/// Scenario 5: a Python step raises on the TaskManager's worker pool. The operator reports the job FAILED;
+/// `status` says Failed with its error, `status -w` exits 1, `logs --role harness` shows Python's traceback and
+/// `events` shows the Warning.
+#[test]
+fn a_python_exception_fails_the_job_and_every_view_says_why() {
+    require_cluster!();
+    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _webhook = webhook_shared();
+    let name = format!("raises-{}", std::process::id());
+    let run = run_pipeline(RAISES, &name, &[]);
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+
+    wait_for_job_state(&name, &["FAILED"], Duration::from_secs(300));
+    // The TaskManager that ran the step is released ~30 s after the job ends (Flink's idle timeout): its worker
+    // pool's log is read first.
+    let harness = beam(&["logs", &name, "-n", NAMESPACE, "--role", "harness"]);
+    assert!(
+        harness.stdout.contains("Traceback (most recent call last)") && harness.stdout.contains("ZeroDivisionError"),
+        "logs --role harness:\n{}\n{}\n{}",
+        harness.stdout,
+        harness.stderr,
+        diagnostics(&name)
+    );
+
+    let status = beam(&["status", &name, "-n", NAMESPACE]);
+    assert!(
+        status.stdout.contains("Failed") && status.stdout.contains("FAILED"),
+        "status:\n{}\n{}",
+        status.stdout,
+        status.stderr
+    );
+    let deployment = get("flinkdeployment", NAMESPACE, &name);
+    eprintln!(
+        "the operator's status of a failed job: {}",
+        serde_json::to_string_pretty(&deployment["status"]).unwrap()
+    );
+    if let Some(error) = deployment["status"]["error"].as_str().filter(|error| !error.is_empty()) {
+        let first_line = error.lines().next().unwrap_or(error);
+        let shown = &first_line[..first_line.len().min(40)];
+        assert!(
+            status.stdout.contains(shown),
+            "status shows the operator's error {shown:?}:\n{}",
+            status.stdout
+        );
+    }
+    let follow = beam(&["status", &name, "-n", NAMESPACE, "-w"]);
+    assert_eq!(
+        follow.code,
+        Some(1),
+        "status -w of a failed job:\n{}\n{}",
+        follow.stdout,
+        follow.stderr
+    );
+
+    let events = beam(&["events", &name, "-n", NAMESPACE]);
+    assert!(
+        events.ok && events.stdout.contains("Warning"),
+        "events:\n{}\n{}",
+        events.stdout,
+        events.stderr
+    );
+
+    let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
+    assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
+}
+
+/// A Tenant over beam-flink, deleted when dropped.
+struct TenantGuard(&'static str);
+
+impl Drop for TenantGuard {
+    fn drop(&mut self) {
+        kubectl(&["delete", "tenant", self.0, "--ignore-not-found"]);
+    }
+}
+
+/// Scenario 6: a tenant's budget counts the job it really runs: the next job over budget is refused while it runs;
+/// once it is deleted, the same job is admitted.
+#[test]
+fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
+    require_cluster!();
+    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _webhook = webhook_shared();
+    let _tenant = TenantGuard("e2e-flink-data");
+    assert!(apply(&tenant("e2e-flink-data", NAMESPACE, "jobs: 1")).ok);
+    let first = format!("slow-{}", std::process::id());
+    let next = format!("next-{}", std::process::id());
+    let run = run_pipeline(SLOW, &first, &["--wait"]);
+    assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&first));
+    wait_for_job_state(&first, &["RUNNING"], Duration::from_secs(240));
+
+    // The webhook knows the Tenant through its watch; the refusal names it and what it counts.
+    let refused = wait_for("the tenant's refusal", Duration::from_secs(30), || {
+        let attempt = run_pipeline(SLOW, &next, &["--dry-run=server"]);
+        (!attempt.ok && attempt.stderr.contains("tenant e2e-flink-data")).then_some(attempt)
+    });
+    assert!(
+        refused.stderr.contains("would run 2 jobs: it runs 1, the budget is 1"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(job_state(&first), "RUNNING", "the budget was full while the job ran");
+
+    let deleted = beam(&["delete", &first, "-n", NAMESPACE, "--wait"]);
+    assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
+    // The webhook's ledger follows the delete through its watch.
+    wait_for("room for the next job", Duration::from_secs(30), || {
+        run_pipeline(SLOW, &next, &["--dry-run=server"]).ok.then_some(())
+    });
+    wait_for("the first job's pods to go", Duration::from_secs(180), || {
+        pods(&format!("app={first}")).is_empty().then_some(())
+    });
+}
+
+/// Scenario 3: a streaming pipeline runs until it is deleted. The webhook turned Flink's Prometheus reporter on and
+/// named its port; Prometheus scrapes the real JobManager and TaskManager (scripts/e2e-cluster.sh discovers the pods
+/// as the chart's PodMonitor selects them), and `kubectl beam status` shows the job's throughput and checkpoint age
+/// from it. `kubectl beam delete --wait`: the operator cancels the job, and every pod and ConfigMap goes.
+#[test]
+fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
+    require_cluster!();
+    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _webhook = webhook_shared();
+    let name = format!("ticks-{}", std::process::id());
+    let run = run_pipeline(TICKS, &name, &["--checkpoint-interval", "5s", "--wait"]);
+    assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&name));
+    wait_for_job_state(&name, &["RUNNING"], Duration::from_secs(240));
+
+    let deployment = get("flinkdeployment", NAMESPACE, &name);
+    assert_eq!(
+        deployment["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"], "9249",
+        "the webhook turned the reporter on"
+    );
+    let report = wait_for(
+        "status with throughput and checkpoint age from Prometheus",
+        Duration::from_secs(240),
+        || {
+            let status = beam(&["status", &name, "-n", NAMESPACE, "-o", "json"]);
+            let report: Value = serde_json::from_str(&status.stdout).ok()?;
+            let metrics = &report["metrics"];
+            let flowing = metrics["recordsPerSecond"].as_f64()? > 0.0;
+            (flowing && metrics["checkpointAgeSeconds"].as_f64().is_some()).then_some(report)
+        },
+    );
+    eprintln!("status: {report}");
+    assert_eq!(report["phase"], "Running");
+    let age = report["metrics"]["checkpointAgeSeconds"].as_f64().unwrap();
+    assert!(age < 60.0, "checkpoints every 5 s, the last {age} s ago");
+    let table = beam(&["status", &name, "-n", NAMESPACE]);
+    assert!(
+        table.stdout.contains("records/s"),
+        "the table shows the throughput: {}",
+        table.stdout
+    );
+    // The ticks the worker pool logged.
+    let harness = beam(&["logs", &name, "-n", NAMESPACE, "--role", "harness"]);
+    assert!(
+        harness.stdout.contains("{\"second\": "),
+        "logs --role harness:\n{}\n{}",
+        harness.stdout,
+        harness.stderr
+    );
+
+    let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
+    assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
+    wait_for("the job's pods and ConfigMaps to go", Duration::from_secs(180), || {
+        let config_maps = kubectl(&["get", "configmaps", "-n", NAMESPACE, "-o", "name"]).stdout;
+        let left: Vec<&str> = config_maps.lines().filter(|line| line.contains(&name)).collect();
+        (pods(&format!("app={name}")).is_empty() && left.is_empty()).then_some(())
     });
 }

@@ -5,6 +5,7 @@ use crate::config::{FlinkConfig, HarnessConfig, Placement};
 use crate::harness::HarnessSpec;
 use crate::tree;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 pub const MAIN_CONTAINER: &str = "flink-main-container";
 /// Without it the operator merges pod-template arrays by position, and a sidecar in the TaskManager template can
@@ -33,6 +34,96 @@ pub fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Ch
     }
     if !config.placement.is_empty() {
         place_pods(object, &["spec", "podTemplate", "spec"], &config.placement, changes);
+    }
+    let mut configuration = config.configuration.clone();
+    if config.metrics_port != 0 {
+        configuration.extend(prometheus_reporter(config.metrics_port));
+        // The port the reporter will listen on: the object's own setting wins over ours (a range: no named port).
+        let port = match configured(object, "metrics.reporter.prom.port") {
+            None => Some(config.metrics_port),
+            Some(Value::String(text)) => text.trim().parse().ok(),
+            Some(value) => value.as_u64().and_then(|port| u16::try_from(port).ok()),
+        };
+        if let Some(port) = port.filter(|port| *port != 0) {
+            expose_metrics_port(object, port, changes);
+        }
+    }
+    if !configuration.is_empty() {
+        default_configuration(object, &configuration, changes);
+    }
+}
+
+/// The object's value for a Flink configuration key, flat or nested.
+fn configured<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    let configuration = tree::get(object, &["spec", "flinkConfiguration"])?;
+    tree::flatten_keys(configuration)
+        .into_iter()
+        .find(|(name, value)| name == key && !value.is_null())
+        .map(|(_, value)| value)
+}
+
+/// Flink's Prometheus reporter (its plugin ships in Flink's image) on `port`.
+fn prometheus_reporter(port: u16) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "metrics.reporter.prom.factory.class".to_owned(),
+            "org.apache.flink.metrics.prometheus.PrometheusReporterFactory".to_owned(),
+        ),
+        ("metrics.reporter.prom.port".to_owned(), port.to_string()),
+    ])
+}
+
+/// A container port named `metrics` on Flink's main container in `spec.podTemplate` (JobManager and TaskManagers),
+/// which a PodMonitor selects, unless the container has a port of that name or number already.
+fn expose_metrics_port(object: &mut Value, port: u16, changes: &mut Changes) {
+    let Some(pod_spec) = tree::object_at(object, &["spec", "podTemplate", "spec"]) else {
+        return;
+    };
+    let Some(containers) = tree::array_in(pod_spec, "containers") else {
+        return;
+    };
+    // First, as inject_harness places it: positional merging of templates meets main containers with each other.
+    if !containers
+        .iter()
+        .any(|container| container.get("name").and_then(Value::as_str) == Some(MAIN_CONTAINER))
+    {
+        containers.insert(0, serde_json::json!({"name": MAIN_CONTAINER}));
+    }
+    let Some(main) = tree::named_entry(containers, MAIN_CONTAINER) else {
+        return;
+    };
+    let Some(ports) = tree::array_in(main, "ports") else {
+        return;
+    };
+    let taken = ports.iter().any(|existing| {
+        existing.get("name").and_then(Value::as_str) == Some("metrics")
+            || existing.get("containerPort").and_then(Value::as_i64) == Some(i64::from(port))
+    });
+    if !taken {
+        ports.push(serde_json::json!({"name": "metrics", "containerPort": port, "protocol": "TCP"}));
+        changes.note("spec.podTemplate: container port metrics");
+    }
+}
+
+/// Sets each entry of `defaults` in `spec.flinkConfiguration` whose key the object does not hold, in the flat form
+/// (`a.b.c`) or the nested one operator 1.10 accepts (`a: {b: {c: ...}}`): the user's value always wins.
+fn default_configuration(object: &mut Value, defaults: &BTreeMap<String, String>, changes: &mut Changes) {
+    let present: Vec<String> = tree::get(object, &["spec", "flinkConfiguration"])
+        .map(|configuration| {
+            tree::flatten_keys(configuration)
+                .into_iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(key, _)| key)
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(configuration) = tree::object_at(object, &["spec", "flinkConfiguration"]) else {
+        return; // not an object: validation names it
+    };
+    for (key, value) in defaults {
+        if !present.contains(key) && tree::set_if_unset(configuration, key, Value::from(value.clone())) {
+            changes.note(format!("spec.flinkConfiguration.{key}"));
+        }
     }
 }
 
