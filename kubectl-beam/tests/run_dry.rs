@@ -463,9 +463,9 @@ fn a_session_cluster_is_a_jobless_flink_deployment_ready_for_the_harness() {
     assert_eq!(cluster["spec"]["jobManager"]["resource"]["cpu"], 0.5);
     // The claim is mounted in the worker pool of every TaskManager, where the jobs' Python steps run.
     let task_manager = &cluster["spec"]["taskManager"]["podTemplate"]["spec"];
-    assert_eq!(task_manager["containers"][0]["name"], "beam-worker-pool");
+    assert_eq!(task_manager["containers"][1]["name"], "beam-worker-pool");
     assert_eq!(
-        task_manager["containers"][0]["volumeMounts"][0],
+        task_manager["containers"][1]["volumeMounts"][0],
         serde_json::json!({"name": "beam-pvc-0", "mountPath": "/data"})
     );
     assert_eq!(task_manager["volumes"][0]["persistentVolumeClaim"]["claimName"], "data");
@@ -507,6 +507,49 @@ fn an_older_beam_release_gets_its_newest_flink_minor_by_default() {
 }
 
 #[test]
+fn last_state_upgrades_turn_high_availability_on_beside_the_checkpoints() {
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--upgrade-mode",
+        "last-state",
+        "--checkpoint-dir",
+        "file:///data/flink/checkpoints",
+    ]);
+    assert_valid(&objects[1], "flink");
+    let configuration = &objects[1]["spec"]["flinkConfiguration"];
+    assert_eq!(configuration["high-availability.type"], "kubernetes");
+    assert_eq!(configuration["high-availability.storageDir"], "file:///data/flink/ha");
+    assert_eq!(
+        configuration["execution.checkpointing.dir"],
+        "file:///data/flink/checkpoints"
+    );
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--upgrade-mode",
+        "last-state",
+        "--checkpoint-dir",
+        "s3://bucket/checkpoints",
+        "--ha-dir",
+        "s3://bucket/recovery",
+    ]);
+    assert_eq!(
+        objects[1]["spec"]["flinkConfiguration"]["high-availability.storageDir"],
+        "s3://bucket/recovery"
+    );
+    // Stateless jobs need no high availability.
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--checkpoint-dir",
+        "file:///data/cp",
+    ]);
+    assert!(
+        objects[1]["spec"]["flinkConfiguration"]
+            .get("high-availability.type")
+            .is_none()
+    );
+}
+
+#[test]
 fn claims_are_mounted_where_pipeline_code_runs_and_pods_are_sized_by_flags() {
     let objects = run_objects(&[
         "examples/beam/simple_filter.yaml",
@@ -538,10 +581,16 @@ fn claims_are_mounted_where_pipeline_code_runs_and_pods_are_sized_by_flags() {
         "{launcher}"
     );
     // The worker pool (which the webhook completes) gets it in the TaskManagers, where the steps read and write.
+    // Flink's own container gets it too, in both pods: file:// checkpoints and savepoints can live on the claim.
     let task_manager = &spec["taskManager"]["podTemplate"]["spec"];
-    assert_eq!(task_manager["containers"][0]["name"], "beam-worker-pool");
-    assert_eq!(task_manager["containers"][0]["volumeMounts"][0], mount);
+    for (index, name) in ["flink-main-container", "beam-worker-pool"].iter().enumerate() {
+        assert_eq!(task_manager["containers"][index]["name"], *name);
+        assert_eq!(task_manager["containers"][index]["volumeMounts"][0], mount);
+    }
     assert_eq!(task_manager["volumes"][0], claim);
+    let main = &job_manager["containers"][0];
+    assert_eq!(main["name"], "flink-main-container");
+    assert!(main["volumeMounts"].as_array().unwrap().contains(&mount), "{main}");
 
     // In session mode the claim goes to the launcher Job (the session cluster's TaskManagers got theirs from
     // `cluster create --pvc`).

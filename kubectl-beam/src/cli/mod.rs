@@ -320,6 +320,10 @@ struct RunArgs {
     checkpoint_dir: Option<String>,
     #[arg(long)]
     savepoint_dir: Option<String>,
+    /// Flink's high-availability storage, which a last-state upgrade resumes from (default: `ha` beside
+    /// --checkpoint-dir). With --upgrade-mode last-state, high availability is turned on (kubernetes).
+    #[arg(long)]
+    ha_dir: Option<String>,
     #[arg(long)]
     service_account: Option<String>,
     /// Expansion services for Java-backed transforms, as JSON: {"<gradle target>": "host:port"}.
@@ -509,6 +513,7 @@ fn settings(
     settings.checkpoint_interval_ms = args.checkpoint_interval.map(|interval| interval.as_millis() as u64);
     settings.checkpoint_dir = args.checkpoint_dir.clone();
     settings.savepoint_dir = args.savepoint_dir.clone();
+    settings.ha_dir = args.ha_dir.clone();
     settings.service_account = args.service_account.clone().or(defaults.service_account.clone());
     if let Some(services) = &args.beam_services {
         settings.beam_services = serde_json::from_str(services)

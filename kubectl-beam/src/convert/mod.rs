@@ -93,6 +93,8 @@ pub struct RunSettings {
     pub checkpoint_interval_ms: Option<u64>,
     pub checkpoint_dir: Option<String>,
     pub savepoint_dir: Option<String>,
+    /// Flink's high-availability storage for last-state upgrades (default: `ha` beside the checkpoint folder).
+    pub ha_dir: Option<String>,
     pub service_account: Option<String>,
     /// `--beam_services`: expansion-service target -> host:port, for Java-backed transforms.
     pub beam_services: Map<String, Value>,
@@ -159,18 +161,35 @@ fn claim_mounts(claims: &[ClaimMount]) -> Vec<Value> {
         .collect()
 }
 
-/// The TaskManagers' pod template when claims are mounted: the worker pool container the webhook completes (image,
-/// port, resources are its), named as the webhook's default names it, with the claims' mounts.
+/// The TaskManagers' pod template when claims are mounted: Flink's main container (file:// checkpoints and
+/// savepoints on the claim) and the worker pool container the webhook completes (image, port, resources are its),
+/// named as the webhook's default names it, both with the claims' mounts.
 fn task_manager_pod_with_claims(claims: &[ClaimMount]) -> Option<Value> {
     if claims.is_empty() {
         return None;
     }
     Some(json!({
         "spec": {
-            "containers": [{"name": HARNESS_CONTAINER, "volumeMounts": claim_mounts(claims)}],
+            "containers": [
+                {"name": FLINK_MAIN_CONTAINER, "volumeMounts": claim_mounts(claims)},
+                {"name": HARNESS_CONTAINER, "volumeMounts": claim_mounts(claims)},
+            ],
             "volumes": claim_volumes(claims),
         }
     }))
+}
+
+/// Flink's container in the JobManager and TaskManager pods (the operator's name for it).
+const FLINK_MAIN_CONTAINER: &str = "flink-main-container";
+
+/// Where Flink keeps its high-availability metadata when `--ha-dir` does not say: `ha` beside the checkpoint
+/// folder (`file:///data/flink/checkpoints` gives `file:///data/flink/ha`).
+pub fn default_ha_dir(checkpoint_dir: &str) -> String {
+    let trimmed = checkpoint_dir.trim_end_matches('/');
+    match trimmed.rsplit_once('/') {
+        Some((parent, _)) if !parent.ends_with('/') && !parent.is_empty() => format!("{parent}/ha"),
+        _ => format!("{trimmed}/ha"),
+    }
 }
 
 /// The name the webhook gives the worker pool container (its default harness.containerName).
@@ -195,6 +214,7 @@ impl RunSettings {
             checkpoint_interval_ms: None,
             checkpoint_dir: None,
             savepoint_dir: None,
+            ha_dir: None,
             service_account: None,
             beam_services: Map::new(),
             task_slots: 1,
@@ -518,6 +538,15 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
     if let Some(dir) = &settings.savepoint_dir {
         configuration.insert("execution.checkpointing.savepoint-dir".into(), Value::from(dir.clone()));
     }
+    // A last-state upgrade resumes the job from the checkpoint its high-availability metadata points to: the
+    // operator refuses last-state without HA ("Job could not be upgraded with last-state while HA disabled").
+    if settings.upgrade_mode == "last-state" {
+        let ha_dir = (settings.ha_dir.clone()).or_else(|| settings.checkpoint_dir.as_deref().map(default_ha_dir));
+        if let Some(dir) = ha_dir {
+            configuration.insert("high-availability.type".into(), Value::from("kubernetes"));
+            configuration.insert("high-availability.storageDir".into(), Value::from(dir));
+        }
+    }
     let image = settings
         .image
         .clone()
@@ -529,6 +558,7 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
         claim_mounts(&settings.claims),
     ]
     .concat();
+    let main_mounts = [vec![jar_mount.clone()], claim_mounts(&settings.claims)].concat();
     let volumes = [
         vec![pipeline_volume(settings), jar_volume],
         claim_volumes(&settings.claims),
@@ -546,7 +576,10 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
                     "volumeMounts": launcher_mounts,
                 },
             ],
-            "containers": [{"name": "flink-main-container", "volumeMounts": [jar_mount]}],
+            "containers": [{
+                "name": FLINK_MAIN_CONTAINER,
+                "volumeMounts": main_mounts,
+            }],
             "volumes": volumes,
         }
     });

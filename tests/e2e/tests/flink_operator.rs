@@ -56,6 +56,9 @@ impl DataVolume {
         let dir = root().join(".e2e/flink-data").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Flink's containers run as the user flink (9999), the worker pool as root: both write here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let manifest = format!(
             "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  \
              accessModes: [ReadWriteMany]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  \
@@ -605,4 +608,96 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
         let left: Vec<&str> = config_maps.lines().filter(|line| line.contains(&name)).collect();
         (pods(&format!("app={name}")).is_empty() && left.is_empty()).then_some(())
     });
+}
+
+/// The operator's view of a job after a change: the job RUNNING, the spec reconciled with `parallelism`, the job id.
+fn upgraded_job_id(name: &str, parallelism: u32) -> Option<String> {
+    let deployment = get("flinkdeployment", NAMESPACE, name);
+    let status = &deployment["status"];
+    let reconciled: Value =
+        serde_json::from_str(status["reconciliationStatus"]["lastReconciledSpec"].as_str()?).ok()?;
+    let done = status["reconciliationStatus"]["state"] == "DEPLOYED"
+        && status["jobStatus"]["state"] == "RUNNING"
+        && reconciled["job"]["parallelism"] == parallelism;
+    done.then(|| status["jobStatus"]["jobId"].as_str().unwrap_or("").to_owned())
+}
+
+/// Scenario 4: the same streaming pipeline run again with another parallelism: the operator upgrades the job. A
+/// stateless upgrade starts a new job; a last-state upgrade (checkpoints and Flink's high-availability metadata on
+/// a volume of the node) resumes the same job from its last checkpoint.
+#[test]
+fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
+    require_cluster!();
+    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _webhook = webhook_shared();
+    for mode in ["stateless", "last-state"] {
+        let name = format!("upgrade-{mode}-{}", std::process::id());
+        let data = DataVolume::new(&name);
+        let pvc = data.claim();
+        let run = |parallelism: &str| {
+            run_pipeline(
+                TICKS,
+                &name,
+                &[
+                    "--pvc",
+                    &pvc,
+                    "--upgrade-mode",
+                    mode,
+                    "--checkpoint-interval",
+                    "5s",
+                    "--checkpoint-dir",
+                    "file:///data/checkpoints",
+                    "--parallelism",
+                    parallelism,
+                ],
+            )
+        };
+        let first = run("1");
+        assert!(first.ok, "{mode}: {}\n{}", first.stdout, first.stderr);
+        let before = wait_for(&format!("{mode}: the job running"), Duration::from_secs(300), || {
+            upgraded_job_id(&name, 1)
+        });
+        // A completed checkpoint on the volume before the upgrade, for last-state to resume from.
+        let checkpoints = data.dir.join("checkpoints").join(&before);
+        wait_for(
+            &format!("{mode}: a checkpoint in {}", checkpoints.display()),
+            Duration::from_secs(120),
+            || {
+                let entries = std::fs::read_dir(&checkpoints).ok()?;
+                entries
+                    .flatten()
+                    .any(|entry| entry.file_name().to_string_lossy().starts_with("chk-"))
+                    .then_some(())
+            },
+        );
+
+        let second = run("2");
+        assert!(second.ok, "{mode}: {}\n{}", second.stdout, second.stderr);
+        let after = wait_for(
+            &format!("{mode}: the upgraded job running"),
+            Duration::from_secs(300),
+            || upgraded_job_id(&name, 2),
+        );
+        eprintln!("{mode}: job {before} became {after}");
+        if mode == "stateless" {
+            assert_ne!(before, after, "a stateless upgrade starts a new job");
+        } else {
+            assert_eq!(before, after, "a last-state upgrade resumes the same job");
+            let ha = data.dir.join("ha");
+            assert!(ha.is_dir(), "Flink's HA metadata on the volume: {}", ha.display());
+        }
+        // Two TaskManagers of one slot each now run it.
+        wait_for(&format!("{mode}: two TaskManagers"), Duration::from_secs(180), || {
+            (pods(&format!("app={name},component=taskmanager")).len() == 2).then_some(())
+        });
+        let status = beam(&["status", &name, "-n", NAMESPACE, "-o", "json"]);
+        let report: Value = serde_json::from_str(&status.stdout).unwrap_or_default();
+        assert_eq!(report["parallelism"], 2, "{mode}: {}", status.stdout);
+
+        let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
+        assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
+        wait_for(&format!("{mode}: the pods to go"), Duration::from_secs(180), || {
+            pods(&format!("app={name}")).is_empty().then_some(())
+        });
+    }
 }
