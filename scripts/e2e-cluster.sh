@@ -218,24 +218,29 @@ webhook_start() {
     wait_for_service 0
 }
 
-# A real Prometheus (Debian's package) finding the webhook pods through the API server, as one without the
-# Prometheus operator does, and a static exporter standing in for Flink's Prometheus reporter (no Flink runs
-# here yet): the series a running job "wc" would have, with fixed values.
-start_monitoring() {
-    command -v prometheus >/dev/null || { log "no prometheus: apt-get install prometheus (Debian's package)"; exit 1; }
-    mkdir -p "$state/flink-exporter" "$state/prometheus"
-    local now_ms
-    now_ms=$(($(date +%s) * 1000))
-    cat >"$state/flink-exporter/metrics" <<EOF
+# A real Prometheus (Debian's package) finding the webhook pods and the Flink pods through the API server, as one
+# without the Prometheus operator does; and a small exporter standing in for the Flink reporter of a job "wc" that
+# the status and dashboard scenario plays (its object exists, no Flink runs for it), its series those of a real
+# JobManager and TaskManager (tests/e2e/tests/flink_operator.rs scrapes real ones): fixed rates, and a checkpoint
+# completed every two seconds (the discovery loop bumps lastCompletedCheckpointId).
+write_exporter_metrics() { # CHECKPOINT_ID
+    cat >"$state/flink-exporter/metrics.new" <<EOF
 # TYPE flink_taskmanager_job_task_numRecordsInPerSecond gauge
 flink_taskmanager_job_task_numRecordsInPerSecond{job_name="wc",task_name="ReadFromText",subtask_index="0"} 1200.5
 flink_taskmanager_job_task_numRecordsInPerSecond{job_name="wc",task_name="WriteToText",subtask_index="0"} 300
 # TYPE flink_taskmanager_job_task_backPressuredTimeMsPerSecond gauge
 flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name="ReadFromText",subtask_index="0"} 250
 flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name="WriteToText",subtask_index="0"} 0
-# TYPE flink_jobmanager_job_lastCheckpointCompletedTimestamp gauge
-flink_jobmanager_job_lastCheckpointCompletedTimestamp{job_name="wc"} $now_ms
+# TYPE flink_jobmanager_job_lastCompletedCheckpointId gauge
+flink_jobmanager_job_lastCompletedCheckpointId{job_name="wc"} $1
 EOF
+    mv "$state/flink-exporter/metrics.new" "$state/flink-exporter/metrics"
+}
+
+start_monitoring() {
+    command -v prometheus >/dev/null || { log "no prometheus: apt-get install prometheus (Debian's package)"; exit 1; }
+    mkdir -p "$state/flink-exporter" "$state/prometheus"
+    write_exporter_metrics 1
     start exporter python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter"
     # Debian's Prometheus is built without Kubernetes service discovery. In its place, a loop writes file_sd files
     # every two seconds with the labels Kubernetes discovery's relabelling would give (namespace, pod): the Ready
@@ -264,7 +269,10 @@ discover_pods() {
     local webhook_targets="$state/prometheus-targets.json" flink_targets="$state/prometheus-flink-targets.json"
     echo '[]' >"$webhook_targets"
     echo '[]' >"$flink_targets"
+    local checkpoint=1
     while true; do
+        checkpoint=$((checkpoint + 1))
+        write_exporter_metrics "$checkpoint"
         kubectl -n "$namespace" get pods -l app.kubernetes.io/name=beamstack-webhook -o json 2>/dev/null |
             python3 -c '
 import json, sys

@@ -3,6 +3,10 @@
 //! Flink's Prometheus reporter names its series `flink_<scope>_<metric>` with a `job_name` label; kubectl beam names
 //! the Flink job after the pipeline (Beam's `--job_name`), so one label finds the job's series. The queries are the
 //! same ones the shipped Grafana dashboard uses for its pipeline panels.
+//!
+//! Flink publishes no completion time for checkpoints (`lastCheckpointDuration`, `lastCompletedCheckpointId` and
+//! counts, as a real JobManager's series show), so the checkpoint age is the time since Prometheus last saw
+//! `lastCompletedCheckpointId` change: exact to within a scrape interval, and none when it did not change for an hour.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -24,9 +28,24 @@ fn quoted(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// A label value as Flink's Prometheus reporter writes it: every character outside `[a-zA-Z0-9:_]` becomes `_`
+/// (its `UNALLOWED_CHAR_PATTERN`, applied to label values too), so the job `orders-2024.v1` is
+/// `job_name="orders_2024_v1"`. Found on a real TaskManager: a query by the pipeline's own name matched nothing.
+pub fn reporter_label_value(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ':' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The three PromQL queries for a Flink job, by its job name.
 pub fn queries(job_name: &str) -> [(&'static str, String); 3] {
-    let job = quoted(job_name);
+    let job = quoted(&reporter_label_value(job_name));
     [
         (
             "recordsPerSecond",
@@ -38,7 +57,10 @@ pub fn queries(job_name: &str) -> [(&'static str, String); 3] {
         ),
         (
             "checkpointAgeSeconds",
-            format!("time() - max(flink_jobmanager_job_lastCheckpointCompletedTimestamp{{job_name={job}}}) / 1000"),
+            format!(
+                "time() - max(max_over_time((timestamp(idelta(\
+                 flink_jobmanager_job_lastCompletedCheckpointId{{job_name={job}}}[2m]) > 0))[1h:5s]))"
+            ),
         ),
     ]
 }
@@ -101,16 +123,18 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn queries_select_the_job_by_name_and_escape_it() {
-        let [throughput, backpressure, age] = queries("word\"count");
+    fn queries_select_the_job_by_the_name_flinks_reporter_writes() {
+        let [throughput, backpressure, age] = queries("word\"count-2.v1");
         assert_eq!(
             throughput.1,
-            "sum(flink_taskmanager_job_task_numRecordsInPerSecond{job_name=\"word\\\"count\"})"
+            "sum(flink_taskmanager_job_task_numRecordsInPerSecond{job_name=\"word_count_2_v1\"})"
         );
+        assert_eq!(reporter_label_value("ticks-16441"), "ticks_16441");
+        assert_eq!(reporter_label_value("a:b_C9"), "a:b_C9");
         assert!(backpressure.1.ends_with("/ 1000"));
         assert!(
             age.1
-                .starts_with("time() - max(flink_jobmanager_job_lastCheckpointCompletedTimestamp")
+                .contains("flink_jobmanager_job_lastCompletedCheckpointId{job_name=\"word_count_2_v1\"}[2m]")
         );
     }
 

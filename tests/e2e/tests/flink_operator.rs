@@ -592,13 +592,14 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
         "the table shows the throughput: {}",
         table.stdout
     );
-    // The ticks the worker pool logged.
-    let harness = beam(&["logs", &name, "-n", NAMESPACE, "--role", "harness"]);
+    // The ticks LogForTesting logged: Python's log records travel over Beam's Fn API logging service into the
+    // TaskManager's log (the worker pool's own output has only its start and crashes).
+    let task_manager = beam(&["logs", &name, "-n", NAMESPACE, "--role", "taskmanager", "--tail", "200"]);
     assert!(
-        harness.stdout.contains("{\"second\": "),
-        "logs --role harness:\n{}\n{}",
-        harness.stdout,
-        harness.stderr
+        task_manager.stdout.contains("{\"second\": "),
+        "logs --role taskmanager:\n{}\n{}",
+        task_manager.stdout,
+        task_manager.stderr
     );
 
     let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
