@@ -523,6 +523,20 @@ fn last_state_upgrades_turn_high_availability_on_beside_the_checkpoints() {
         configuration["execution.checkpointing.dir"],
         "file:///data/flink/checkpoints"
     );
+    // Flink 1.19 reads only the older keys.
+    let objects = run_objects(&[
+        "examples/beam/simple_filter.yaml",
+        "--flink-version",
+        "1.19",
+        "--checkpoint-dir",
+        "file:///data/cp",
+        "--savepoint-dir",
+        "file:///data/sp",
+    ]);
+    let configuration = &objects[1]["spec"]["flinkConfiguration"];
+    assert_eq!(configuration["state.checkpoints.dir"], "file:///data/cp");
+    assert_eq!(configuration["state.savepoints.dir"], "file:///data/sp");
+    assert!(configuration.get("execution.checkpointing.dir").is_none());
     let objects = run_objects(&[
         "examples/beam/simple_filter.yaml",
         "--upgrade-mode",

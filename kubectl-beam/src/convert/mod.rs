@@ -532,11 +532,12 @@ fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(St
             Value::from(format!("{interval}ms")),
         );
     }
+    let (checkpoint_key, savepoint_key) = versions.checkpoint_dir_keys();
     if let Some(dir) = &settings.checkpoint_dir {
-        configuration.insert("execution.checkpointing.dir".into(), Value::from(dir.clone()));
+        configuration.insert(checkpoint_key.into(), Value::from(dir.clone()));
     }
     if let Some(dir) = &settings.savepoint_dir {
-        configuration.insert("execution.checkpointing.savepoint-dir".into(), Value::from(dir.clone()));
+        configuration.insert(savepoint_key.into(), Value::from(dir.clone()));
     }
     // A last-state upgrade resumes the job from the checkpoint its high-availability metadata points to: the
     // operator refuses last-state without HA ("Job could not be upgraded with last-state while HA disabled").

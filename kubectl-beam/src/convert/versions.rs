@@ -89,6 +89,20 @@ impl Versions {
         format!("v{}", self.flink_minor.replace('.', "_"))
     }
 
+    /// Flink's keys for the checkpoint and savepoint folders: `execution.checkpointing.dir` and
+    /// `execution.checkpointing.savepoint-dir` from 1.20 (the old names deprecated there, gone in 2.0);
+    /// `state.checkpoints.dir` and `state.savepoints.dir` before, which is all 1.19 reads (found on a real 1.19
+    /// JobManager: with the new key it kept its checkpoints in memory).
+    pub fn checkpoint_dir_keys(&self) -> (&'static str, &'static str) {
+        let mut parts = self.flink_minor.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if (major, minor) >= (1, 20) {
+            ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir")
+        } else {
+            ("state.checkpoints.dir", "state.savepoints.dir")
+        }
+    }
+
     /// The Beam SDK harness (worker pool) image, which also runs Beam YAML's launcher: Beam's Python SDK image.
     pub fn harness_image(&self) -> String {
         format!("apache/beam_python{}_sdk:{}", self.python_minor, self.beam)
