@@ -149,7 +149,13 @@ pub async fn find_selected(
         match api.list(&ListParams::default().labels(&selector)).await {
             Ok(list) => {
                 for object in list.items {
-                    let value = serde_json::to_value(&object).map_err(|error| error.to_string())?;
+                    let mut value = serde_json::to_value(&object).map_err(|error| error.to_string())?;
+                    // The API server leaves apiVersion and kind out of list items of built-in kinds (custom
+                    // resources' items carry them): a session launcher Job was shown as "Unknown (kind ?)".
+                    if value.get("kind").is_none_or(Value::is_null) {
+                        value["apiVersion"] = Value::from(resource.api_version.clone());
+                        value["kind"] = Value::from(resource.kind.clone());
+                    }
                     let phase = status::phase_of(&value);
                     found.push((value, phase));
                 }

@@ -210,8 +210,9 @@ pub fn launcher(object: &Value) -> JobStatus {
     if let Some(failed) = condition("Failed") {
         return status(Phase::Failed, "launcher Job Failed", message(failed));
     }
-    if let Some(complete) = condition("Complete") {
-        return status(Phase::Succeeded, "launcher Job Complete", message(complete));
+    // Complete's message ("Reached expected number of succeeded pods") is no error to show.
+    if condition("Complete").is_some() {
+        return status(Phase::Succeeded, "launcher Job Complete", None);
     }
     if let Some(suspended) = condition("Suspended") {
         return status(Phase::Suspended, "launcher Job Suspended", message(suspended));

@@ -611,15 +611,33 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
     });
 }
 
+/// A pipeline's FlinkDeployment, deleted when dropped (a failing test leaves no job on the node).
+struct DeleteOnDrop(String);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        kubectl(&[
+            "delete",
+            "flinkdeployment",
+            &self.0,
+            "-n",
+            NAMESPACE,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+    }
+}
+
 /// The operator's view of a job after a change: the job RUNNING, the spec reconciled with `parallelism`, the job id.
 fn upgraded_job_id(name: &str, parallelism: u32) -> Option<String> {
     let deployment = get("flinkdeployment", NAMESPACE, name);
     let status = &deployment["status"];
     let reconciled: Value =
         serde_json::from_str(status["reconciliationStatus"]["lastReconciledSpec"].as_str()?).ok()?;
+    // The operator stores {"spec": ..., "resource_metadata": ...} there.
     let done = status["reconciliationStatus"]["state"] == "DEPLOYED"
         && status["jobStatus"]["state"] == "RUNNING"
-        && reconciled["job"]["parallelism"] == parallelism;
+        && reconciled["spec"]["job"]["parallelism"] == parallelism;
     done.then(|| status["jobStatus"]["jobId"].as_str().unwrap_or("").to_owned())
 }
 
@@ -634,6 +652,7 @@ fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
     for mode in ["stateless", "last-state"] {
         let name = format!("upgrade-{mode}-{}", std::process::id());
         let data = DataVolume::new(&name);
+        let _job = DeleteOnDrop(name.clone());
         let pvc = data.claim();
         let run = |parallelism: &str| {
             run_pipeline(
