@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# A real Flink with Beam's Flink runner on this machine, for end-to-end scenario 11 (tests/e2e/tests/flink_run.rs):
-# the job spec `kubectl beam run` generates is executed by Flink's own scripts on loopback. Idempotent: every piece
-# (Flink, the jar, Maven's repository, the venv) is cached outside the checkout in $BEAMSTACK_CACHE/flink (default
+# Flink and Beam's Flink job-server jar, for the stand-ins of the official flink and beam_flink job server images
+# (scripts/e2e-images.sh). Idempotent: every piece (Flink, the jar, Maven's repository) is cached outside the checkout in $BEAMSTACK_CACHE/flink (default
 # ~/.cache/beamstack/flink) and built only when missing. Prints nothing but progress; the test reads .tools/flink/env.
 #
 # What it prepares, from the registries this machine reaches:
@@ -16,9 +15,6 @@
 #      published org.apache.beam:beam-runners-flink-<minor>-job-server artifacts (404 for every minor and version
 #      tried), so the jar is assembled the way Beam's runners/flink/job-server/flink_job_server.gradle shadowJar
 #      assembles it (see the pom's header for what it bundles and leaves out).
-#   3. A Python venv with apache-beam[yaml] of the SAME version as the Java runner: it runs the launcher (the
-#      --driver-cmd of the FlinkDeployment, the session-mode launcher Job) and the SDK worker pool on
-#      localhost:50000, as the harness sidecar would.
 #
 # Versions: Beam 2.62.0 with Flink 1.19 (1.19.3). The mirror holds beam-runners-flink-1.19 only in 2.62.0 and
 # 2.70.0, and 2.70.0's runner needs org.apache.beam:beam-runners-java-job-service:2.70.0, which the mirror lacks
@@ -36,7 +32,6 @@ cache="${BEAMSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamstack}"
 base=$cache/flink
 dl=$base/downloads
 flink_home=$base/flink-$flink
-venv=$base/beam-venv-$beam
 jar_name=beam-runners-flink-$minor-job-server-$beam.jar
 jar=$base/jars/$jar_name
 mkdir -p "$dl" "$base/jars"
@@ -103,22 +98,12 @@ fi
 # The FlinkDeployment's jarURI is local:///opt/flink/usrlib/<jar>: the image holds it in Flink's usrlib.
 ln -sf "$jar" "$flink_home/usrlib/$jar_name"
 
-# 3. Beam's Python SDK, the same version as the runner.
-if [ ! -f "$venv/.complete" ]; then
-  log "apache-beam[yaml]==$beam into $venv"
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "apache-beam[yaml]==$beam"
-  touch "$venv/.complete"
-fi
-
 mkdir -p "$root/.tools/flink"
 cat >"$root/.tools/flink/env" <<EOF
 FLINK_HOME=$flink_home
 FLINK_VERSION=$flink
 FLINK_MINOR=$minor
 BEAM_VERSION=$beam
-BEAM_VENV=$venv
 JOB_SERVER_JAR=$jar
 EOF
 log "ready in $((SECONDS - start))s: $(java -version 2>&1 | head -n 1); Flink $flink; Beam $beam (.tools/flink/env)"

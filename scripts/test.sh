@@ -84,7 +84,7 @@ cargo test --workspace --locked --no-run
 step "cargo-fuzz targets built (scripts/fuzz.sh --build-only; they run after the tests)"
 bash scripts/fuzz.sh --build-only
 
-step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar (for the image stand-ins) and a Beam venv for scenario 11 (all cached in $cache)"
+step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar (for the image stand-ins; all cached in $cache)"
 collect downloads
 
 step "Kubernetes 1.34.4, CoreDNS, helm and actionlint, built from their Go modules (cached in $cache/bin)"
@@ -110,7 +110,7 @@ bash scripts/e2e-cluster.sh up
 .tools/bin/kubectl --kubeconfig .e2e/kubeconfig get pods -n beamstack -o wide
 
 step "cargo test (unit, integration, and the end-to-end scenarios against that cluster)"
-BEAMSTACK_E2E=1 BEAMSTACK_FLINK=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
+BEAMSTACK_E2E=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 

@@ -378,7 +378,7 @@ fn launcher_args(options: &[(String, String)]) -> Vec<String> {
 
 /// Beam options declared with argparse's `store_true`: Beam refuses them with a value (`--streaming=true` exits 2
 /// with "argument --streaming: ignored explicit argument 'true'"), so they are passed bare. Found by running the
-/// session launcher against a real Flink (tests/e2e/tests/flink_run.rs).
+/// session launcher against a real Flink.
 const STORE_TRUE_FLAGS: &[&str] = &["streaming", "flink_submit_uber_jar"];
 
 fn labels(settings: &RunSettings) -> Value {

@@ -14,8 +14,8 @@ pub struct BeamRelease {
 
 /// Newest first. The Flink minors are the Python SDK's `FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS` of that
 /// release and the Python minors its wheel's classifiers (`Requires-Python`), read from the release's PyPI wheel.
-/// 2.70.0 and 2.62.0 are here because they are the releases whose Flink 1.19 runner the end-to-end Flink run
-/// (scenario 11, tests/e2e/tests/flink_run.rs) can fetch: 2.62.0 is the one it runs (see scripts/flink-local.sh).
+/// 2.70.0 and 2.62.0 are here because they are the releases whose Flink 1.19 runner the end-to-end tests on the
+/// Flink operator can fetch: 2.62.0 is the one they run (see scripts/flink-local.sh).
 pub const RELEASES: &[BeamRelease] = &[
     BeamRelease {
         beam: "2.77.0",

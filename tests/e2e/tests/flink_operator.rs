@@ -202,6 +202,11 @@ fn wait_for_job_state(name: &str, states: &[&str], within: Duration) -> String {
 
 /// `kubectl beam run FILE -n beam-flink --name NAME -l team=data` with the tests' versions and sizes, then `extra`.
 fn run_pipeline(file: &str, name: &str, extra: &[&str]) -> Run {
+    run_pipeline_sized(file, name, SMALL, extra)
+}
+
+/// As `run_pipeline`, with other pod sizes.
+fn run_pipeline_sized(file: &str, name: &str, sizes: &[&str], extra: &[&str]) -> Run {
     let mut args = vec![
         "run",
         file,
@@ -214,7 +219,7 @@ fn run_pipeline(file: &str, name: &str, extra: &[&str]) -> Run {
         "team=data",
     ];
     args.extend_from_slice(VERSIONS);
-    args.extend_from_slice(SMALL);
+    args.extend_from_slice(sizes);
     args.extend_from_slice(extra);
     beam(&args)
 }
@@ -654,10 +659,24 @@ fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
         let data = DataVolume::new(&name);
         let _job = DeleteOnDrop(name.clone());
         let pvc = data.claim();
+        // Two TaskManagers, each with the worker pool's default request (500m), beside the JobManager, the
+        // operator and Beamstack: a tenth of a core per TaskManager is what still fits the 2-core node (they may
+        // burst: the test operator's limit factor).
+        let sizes = [
+            "--job-manager-cpu",
+            "0.25",
+            "--job-manager-memory",
+            "1024m",
+            "--task-manager-cpu",
+            "0.1",
+            "--task-manager-memory",
+            "1536m",
+        ];
         let run = |parallelism: &str| {
-            run_pipeline(
+            run_pipeline_sized(
                 TICKS,
                 &name,
+                &sizes,
                 &[
                     "--pvc",
                     &pvc,
