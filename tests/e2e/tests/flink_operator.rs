@@ -650,6 +650,7 @@ fn upgraded_job_id(name: &str, parallelism: u32) -> Option<String> {
 /// stateless upgrade starts a new job (checkpoints on a volume of the node). A last-state upgrade (Flink's
 /// high-availability metadata beside them) would resume the same job: written below, not run yet (see the loop).
 #[test]
+#[allow(clippy::single_element_loop)] // last-state joins the loop once it restores (see there)
 fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
     require_cluster!();
     let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
