@@ -133,6 +133,16 @@ fn every_example_becomes_valid_runner_objects_equal_to_the_golden_files() {
     }
 }
 
+/// A container's args, as text.
+fn args_of(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
 fn run_objects(args: &[&str]) -> Vec<Value> {
     let mut full = vec!["run", "--dry-run=client", "-o", "yaml", "-n", "beam"];
     full.extend_from_slice(args);
@@ -185,12 +195,7 @@ fn the_flink_application_runs_the_pipeline_against_the_worker_pool() {
         launcher["command"],
         serde_json::json!(["python", "-m", "apache_beam.yaml.main"])
     );
-    let args: Vec<&str> = launcher["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = args_of(launcher);
     for part in [
         "--yaml_pipeline_file=/etc/beam/pipeline/pipeline.yaml",
         "--runner=PortableRunner",
@@ -226,12 +231,7 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
     let objects = run_objects(&["examples/beam/explode.yaml", "--session", "shared"]);
     let job = &objects[1];
     assert_eq!(job["kind"], "Job");
-    let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = args_of(&job["spec"]["template"]["spec"]["containers"][0]);
     for part in [
         "--runner=FlinkRunner",
         "--flink_master=shared-rest:8081",
@@ -262,12 +262,7 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
     assert_eq!(init[0]["restartPolicy"], "Always");
     let build = &init[1];
     assert_eq!(build["image"], "apache/beam_python3.11_sdk:2.77.0");
-    let args: Vec<&str> = build["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = args_of(build);
     for part in [
         "--output_executable_path=/opt/beam/jars/pipeline.jar",
         "--runner=PortableRunner",

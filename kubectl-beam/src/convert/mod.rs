@@ -25,7 +25,9 @@
 pub mod versions;
 
 use crate::pipeline::Pipeline;
+// Flink's container in the JobManager and TaskManager pods, by the name the webhook completes.
 use crate::pipeline::catalogue::Backing;
+use beamstack::mutate::MAIN_CONTAINER as FLINK_MAIN_CONTAINER;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 use versions::Versions;
@@ -179,12 +181,9 @@ fn task_manager_pod_with_claims(claims: &[ClaimMount]) -> Option<Value> {
     }))
 }
 
-/// Flink's container in the JobManager and TaskManager pods (the operator's name for it).
-const FLINK_MAIN_CONTAINER: &str = "flink-main-container";
-
 /// Where Flink keeps its high-availability metadata when `--ha-dir` does not say: `ha` beside the checkpoint
 /// folder (`file:///data/flink/checkpoints` gives `file:///data/flink/ha`).
-pub fn default_ha_dir(checkpoint_dir: &str) -> String {
+fn default_ha_dir(checkpoint_dir: &str) -> String {
     let trimmed = checkpoint_dir.trim_end_matches('/');
     match trimmed.rsplit_once('/') {
         Some((parent, _)) if !parent.ends_with('/') && !parent.is_empty() => format!("{parent}/ha"),

@@ -45,6 +45,33 @@ const VERSIONS: &[&str] = &[
 /// One pipeline at a time: the node has room for one JobManager and one TaskManager.
 static NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// What a scenario holds while it runs: the node (one pipeline at a time) and the webhook (shared with the other
+/// end-to-end files, which may not restart it meanwhile).
+struct HeldNode {
+    _node: std::sync::MutexGuard<'static, ()>,
+    _webhook: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+fn hold_the_node() -> HeldNode {
+    HeldNode {
+        _node: NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        _webhook: webhook_shared(),
+    }
+}
+
+/// `kubectl beam delete NAME --wait`, then until the pods labelled `app=NAME` are gone.
+fn delete_and_wait_for_pods_to_go(name: &str) {
+    let deleted = beam(&["delete", name, "-n", NAMESPACE, "--wait"]);
+    assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
+    wait_for_pods_to_go(name);
+}
+
+fn wait_for_pods_to_go(app: &str) {
+    wait_for(&format!("the pods of {app} to go"), Duration::from_secs(180), || {
+        pods(&format!("app={app}")).is_empty().then_some(())
+    });
+}
+
 /// A PersistentVolume on a folder of this machine and its claim in beam-flink, removed when dropped.
 struct DataVolume {
     name: String,
@@ -240,8 +267,7 @@ fn assert_filtered_orders(prefix: &Path) {
 #[test]
 fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker_pool() {
     require_cluster!();
-    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _webhook = webhook_shared();
+    let _held = hold_the_node();
     let name = format!("orders-{}", std::process::id());
     let data = DataVolume::new(&name);
     std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
@@ -305,11 +331,7 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     // What the Python steps computed in the worker pool.
     assert_filtered_orders(&data.dir.join("out/orders"));
 
-    let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
-    assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
-    wait_for("the pipeline's pods to go", Duration::from_secs(180), || {
-        pods(&format!("app={name}")).is_empty().then_some(())
-    });
+    delete_and_wait_for_pods_to_go(&name);
 }
 
 /// Scenario 2: `kubectl beam cluster create`, then `run --session`: the launcher Job's pod builds the uber jar from
@@ -318,8 +340,7 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
 #[test]
 fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
     require_cluster!();
-    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _webhook = webhook_shared();
+    let _held = hold_the_node();
     let cluster = format!("session-{}", std::process::id());
     let name = format!("orders-session-{}", std::process::id());
     let data = DataVolume::new(&name);
@@ -439,9 +460,7 @@ fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
         "{}\n{}",
         cluster_deleted.stdout, cluster_deleted.stderr
     );
-    wait_for("the session cluster's pods to go", Duration::from_secs(180), || {
-        pods(&format!("app={cluster}")).is_empty().then_some(())
-    });
+    wait_for_pods_to_go(&cluster);
 }
 
 /// Scenario 5: a Python step raises on the TaskManager's worker pool. The operator reports the job FAILED;
@@ -450,8 +469,7 @@ fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
 #[test]
 fn a_python_exception_fails_the_job_and_every_view_says_why() {
     require_cluster!();
-    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _webhook = webhook_shared();
+    let _held = hold_the_node();
     let name = format!("raises-{}", std::process::id());
     let run = run_pipeline(RAISES, &name, &[]);
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
@@ -524,8 +542,7 @@ impl Drop for TenantGuard {
 #[test]
 fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
     require_cluster!();
-    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _webhook = webhook_shared();
+    let _held = hold_the_node();
     let _tenant = TenantGuard("e2e-flink-data");
     assert!(apply(&tenant("e2e-flink-data", NAMESPACE, "jobs: 1")).ok);
     let first = format!("slow-{}", std::process::id());
@@ -552,9 +569,7 @@ fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
     wait_for("room for the next job", Duration::from_secs(30), || {
         run_pipeline(SLOW, &next, &["--dry-run=server"]).ok.then_some(())
     });
-    wait_for("the first job's pods to go", Duration::from_secs(180), || {
-        pods(&format!("app={first}")).is_empty().then_some(())
-    });
+    wait_for_pods_to_go(&first);
 }
 
 /// Scenario 3: a streaming pipeline runs until it is deleted. The webhook turned Flink's Prometheus reporter on and
@@ -564,8 +579,7 @@ fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
 #[test]
 fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
     require_cluster!();
-    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _webhook = webhook_shared();
+    let _held = hold_the_node();
     let name = format!("ticks-{}", std::process::id());
     let run = run_pipeline(TICKS, &name, &["--checkpoint-interval", "5s", "--wait"]);
     assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&name));
@@ -653,8 +667,7 @@ fn upgraded_job_id(name: &str, parallelism: u32) -> Option<String> {
 #[allow(clippy::single_element_loop)] // last-state joins the loop once it restores (see there)
 fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
     require_cluster!();
-    let _node = NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _webhook = webhook_shared();
+    let _held = hold_the_node();
     // last-state is not run yet: on this pipeline the restored JobMaster refuses the checkpoint ("There is no
     // operator for the state ...": the job graph Beam builds for parallelism 2 chains and hashes its operators
     // differently from the one for 1), so it needs Beam-stable operator ids or allowNonRestoredState first.
@@ -737,10 +750,6 @@ fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
         let report: Value = serde_json::from_str(&status.stdout).unwrap_or_default();
         assert_eq!(report["parallelism"], 2, "{mode}: {}", status.stdout);
 
-        let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
-        assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
-        wait_for(&format!("{mode}: the pods to go"), Duration::from_secs(180), || {
-            pods(&format!("app={name}")).is_empty().then_some(())
-        });
+        delete_and_wait_for_pods_to_go(&name);
     }
 }

@@ -82,13 +82,7 @@ fn expose_metrics_port(object: &mut Value, port: u16, changes: &mut Changes) {
     let Some(containers) = tree::array_in(pod_spec, "containers") else {
         return;
     };
-    // First, as inject_harness places it: positional merging of templates meets main containers with each other.
-    if !containers
-        .iter()
-        .any(|container| container.get("name").and_then(Value::as_str) == Some(MAIN_CONTAINER))
-    {
-        containers.insert(0, serde_json::json!({"name": MAIN_CONTAINER}));
-    }
+    main_container_first(containers);
     let Some(main) = tree::named_entry(containers, MAIN_CONTAINER) else {
         return;
     };
@@ -154,6 +148,19 @@ pub fn place_pods(object: &mut Value, pod_spec_path: &[&str], placement: &Placem
     }
 }
 
+/// Adds Flink's main container to a pod template's containers, first, when it is missing (true when added): should
+/// the operator merge templates by position after all, index 0 meets the other template's main container rather
+/// than a sidecar.
+fn main_container_first(containers: &mut Vec<Value>) -> bool {
+    let present = containers
+        .iter()
+        .any(|container| container.get("name").and_then(Value::as_str) == Some(MAIN_CONTAINER));
+    if !present {
+        containers.insert(0, serde_json::json!({"name": MAIN_CONTAINER}));
+    }
+    !present
+}
+
 /// Puts the worker pool beside `flink-main-container` in every TaskManager pod, with a shared artifact volume.
 pub fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &HarnessConfig, changes: &mut Changes) {
     // Merge by name, unless the user decided otherwise (validation then explains why that breaks the harness). A
@@ -182,15 +189,7 @@ pub fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &HarnessCo
     let Some(containers) = tree::array_in(pod_spec, "containers") else {
         return;
     };
-    // The main container goes first: should positional merging be in force after all, index 0 meets the
-    // top-level template's main container rather than the sidecar.
-    if !containers
-        .iter()
-        .any(|container| container.get("name").and_then(Value::as_str) == Some(MAIN_CONTAINER))
-    {
-        containers.insert(0, serde_json::json!({"name": MAIN_CONTAINER}));
-        changed = true;
-    }
+    changed |= main_container_first(containers);
     if let Some(main) = tree::named_entry(containers, MAIN_CONTAINER) {
         changed |= harness::ensure_mount(main, config);
     }
