@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Turns bench/run.sh's results (one JSON object per line) into BENCHMARKS.md.
+"""Turns bench/run.sh's results (one JSON object per line) into bench/BENCHMARKS.md.
 
-    python3 bench/report.py report RESULTS.jsonl > BENCHMARKS.md
+    python3 bench/report.py report RESULTS.jsonl > bench/BENCHMARKS.md
     python3 bench/report.py half-peak RESULTS.jsonl SERVER ENDPOINT   # half the peak closed-loop throughput, req/s
 """
 
@@ -237,7 +237,7 @@ def report(path):
     w("")
     w("```sh")
     w("apt-get install -y hyperfine time   # optional: benchmark 6 falls back to a timing loop without hyperfine")
-    w("bash bench/run.sh                   # full run; writes BENCHMARKS.md and the raw results BENCHMARKS.jsonl")
+    w("bash bench/run.sh                   # full run; writes bench/BENCHMARKS.md and the raw results bench/BENCHMARKS.jsonl")
     w("bash bench/run.sh --quick           # 1 run, shorter windows (CI)")
     w("bash bench/run.sh --apiserver       # also benchmark 4, through a real kube-apiserver (the e2e harness)")
     w("```")

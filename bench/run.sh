@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks 1, 2, 3, 5 and 6 of issue 6 in one command (and 4 with --apiserver); writes BENCHMARKS.md (or --out FILE) with every figure, its
+# Benchmarks 1, 2, 3, 5 and 6 of issue 6 in one command (and 4 with --apiserver); writes bench/BENCHMARKS.md (or --out FILE) with every figure, its
 # baseline and its target. Baselines and subjects are measured in the same run, interleaved, so drift and other
 # load on the machine hit both alike.
 #
@@ -18,7 +18,7 @@ root=$PWD
 
 quick=0
 apiserver=0
-out=BENCHMARKS.md
+out=bench/BENCHMARKS.md
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=1 ;;
