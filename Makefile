@@ -76,10 +76,10 @@ bench-apiserver: ## also benchmark 4, creates through a real kube-apiserver (bri
 	bash bench/run.sh --apiserver $(BENCH_ARGS)
 
 bench-policy-cost: ## one admission's cost with the system allocator (cargo bench)
-	cargo bench -p webhook --bench policy_cost
+	cargo bench -p beamstack --bench policy_cost
 
 bench-policy-breakdown: ## the same, per policy
-	cargo bench -p webhook --bench policy_breakdown
+	cargo bench -p beamstack --bench policy_breakdown
 
 images: ## build every image of images/ with docker buildx or buildah (images/build.sh; IMAGES_ARGS for others)
 	bash images/build.sh $(IMAGES_ARGS)

@@ -23,8 +23,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state="$root/.e2e"
 bin="$root/.tools/bin"
-# The host-side tool (certificates); the webhook the cluster runs is the image built from the release binary.
-release_bin="${BEAM_WEBHOOK_RELEASE_BIN:-$root/target/release/beam-webhook}"
+# The host-side tool (certificates), and the binary the webhook's image is built from: the release build unless
+# BEAM_WEBHOOK_IMAGE_BIN names another (CI names the debug build: see scripts/test.sh). BEAM_WEBHOOK_RELEASE_BIN is
+# the older name of the same setting.
+release_bin="${BEAM_WEBHOOK_IMAGE_BIN:-${BEAM_WEBHOOK_RELEASE_BIN:-$root/target/release/beam-webhook}}"
 webhook_bin="${BEAM_WEBHOOK_BIN:-$root/target/debug/beam-webhook}"
 [[ -x "$webhook_bin" ]] || webhook_bin=$release_bin
 etcd_port=23791
@@ -84,13 +86,13 @@ up() {
     for tool in etcd kube-apiserver kubectl helm kubelet kube-controller-manager kube-scheduler kube-proxy coredns; do
         [[ -x "$bin/$tool" ]] || { log "no $bin/$tool: run bash scripts/e2e-tools.sh first"; exit 1; }
     done
-    [[ -x "$release_bin" ]] || { log "no $release_bin: cargo build --release -p webhook first"; exit 1; }
+    [[ -x "$release_bin" ]] || { log "no $release_bin: cargo build --release -p webhook first (or name a binary with BEAM_WEBHOOK_IMAGE_BIN)"; exit 1; }
     down
     mkdir -p "$state/etcd"
     local started=$SECONDS ip
     ip=$(node_ip)
 
-    # The images first: base images and stand-ins are made once per machine, ours from this release binary.
+    # The images first: base images and stand-ins are made once per machine, ours from that binary.
     mkdir -p "$state/binaries/linux-amd64" && cp "$release_bin" "$state/binaries/linux-amd64/"
     BEAMSTACK_BINARIES="$state/binaries" bash "$root/scripts/e2e-images.sh" build
     log "images ready after $((SECONDS - started)) s"

@@ -5,9 +5,8 @@ pub mod load;
 
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::config::Config;
-use beamstack::policy::engine::{Engine, Limits};
+use beamstack::policy::engine::Engine;
 use beamstack::policy::load as policy_load;
-use beamstack::policy::runtime::Runtime;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -84,7 +83,7 @@ pub fn policies(count: usize) -> Vec<policy_load::Document> {
 
 /// An engine with `count` policies (see `policies`) and the tenant.
 pub fn engine(count: usize) -> Arc<Engine> {
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     let mut documents = policies(count);
     documents.extend(policy_load::documents(Path::new("tenant.yaml"), TENANT).expect("tenant YAML"));
     let (set, _, _) = policy_load::build(&documents, engine.runtime()).expect("policies compile");

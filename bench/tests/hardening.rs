@@ -10,7 +10,7 @@
 //! echoing the request's own uid, a patch from /mutate, and the verdict the policy set in force gives.
 //!
 //! Each test starts its own server on loopback ports picked by binding port 0, with certificates from
-//! `beamstack::certs` and the shipped policies (plus the benchmark's tenant) in a temporary folder. The tests run one
+//! `webhook::certs` and the shipped policies (plus the benchmark's tenant) in a temporary folder. The tests run one
 //! at a time (a 2-core machine runs one server and one load generator well; three at once would measure the
 //! machine). Each prints one `hardening:` line with its figures.
 //!
@@ -19,11 +19,9 @@
 //! rebuilt when present: after changing the server, build it (`cargo build -p webhook`) or run the workspace's tests.
 
 use beamstack::admission::{Admission, Endpoint};
-use beamstack::certs::{self, CaMaterial, ServingCertRequest};
 use beamstack::config::Config;
-use beamstack::policy::engine::{Engine, Limits};
+use beamstack::policy::engine::Engine;
 use beamstack::policy::load::DirectorySource;
-use beamstack::policy::runtime::Runtime;
 use bench::load::{self, Failure, Pace};
 use hyper::body::Bytes;
 use rustls_pki_types::CertificateDer;
@@ -34,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use webhook::certs::{self, CaMaterial, ServingCertRequest};
 
 /// The name the client checks in the server's certificate.
 const SERVER_NAME: &str = "localhost";
@@ -402,7 +401,7 @@ fn bodies(policies: &Path) -> Vec<Body> {
     let mut review = bench::mutate_review();
     review["request"]["uid"] = json!(UID_PLACEHOLDER);
     review["request"]["object"]["metadata"]["labels"][TOGGLE_LABEL] = json!("probe");
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     DirectorySource::new(policies).poll(&engine);
     let admission = Admission::with_engine(Config::default(), engine);
     let outcome = admission

@@ -2,8 +2,9 @@
 //!
 //! Written against a real API server; the end-to-end suite (a real kube-apiserver on loopback) exercises it.
 
-use crate::convert::{FIELD_MANAGER, LABEL_PIPELINE};
+use crate::convert::FIELD_MANAGER;
 use crate::status::{self, JobStatus};
+use beamstack::contract::{FLINK_GROUP, FLINK_VERSION, LABEL_PIPELINE, SESSION_CLUSTER, SPARK_GROUP, SPARK_VERSION};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
@@ -38,13 +39,8 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
 /// The runner kinds kubectl beam creates and reads.
 pub fn runner_resources() -> Vec<ApiResource> {
     [
-        ("flink.apache.org", "v1beta1", "FlinkDeployment", "flinkdeployments"),
-        (
-            "sparkoperator.k8s.io",
-            "v1beta2",
-            "SparkApplication",
-            "sparkapplications",
-        ),
+        (FLINK_GROUP, FLINK_VERSION, "FlinkDeployment", "flinkdeployments"),
+        (SPARK_GROUP, SPARK_VERSION, "SparkApplication", "sparkapplications"),
         ("batch", "v1", "Job", "jobs"),
     ]
     .into_iter()
@@ -192,7 +188,7 @@ pub async fn session_clusters(client: &Client, namespace: Option<&str>) -> Resul
         None => Api::all_with(client.clone(), &resource),
     };
     let list = api
-        .list(&ListParams::default().labels(crate::convert::LABEL_SESSION_CLUSTER))
+        .list(&ListParams::default().labels(SESSION_CLUSTER))
         .await
         .map_err(|error| describe(&error))?;
     list.items

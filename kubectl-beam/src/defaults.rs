@@ -3,7 +3,7 @@
 //! then the command line.
 //!
 //! The file and the ConfigMap's `defaults.yaml` key share one format (`charts/beamstack/values.yaml`
-//! `pluginDefaults`, and README):
+//! `pluginDefaults`, and docs/plugin.md, "Defaults"):
 //!
 //! ```yaml
 //! runner: flink

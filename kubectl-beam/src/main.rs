@@ -1,7 +1,6 @@
 //! `kubectl beam`: run Beam YAML pipelines on the Flink and Spark operators, and test Beamstack policies offline.
 
 mod cli;
-mod policy;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -9,8 +9,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// The webhook's default name for the worker-pool container (webhook/config.example.yaml `harness.containerName`).
-pub const HARNESS_CONTAINER: &str = "beam-worker-pool";
+use beamstack::contract::{FLINK_MAIN_CONTAINER, HARNESS_CONTAINER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -63,12 +62,12 @@ pub fn roles_of(object: &Value) -> Vec<RolePods> {
             pods(
                 Role::JobManager,
                 format!("app={name},component=jobmanager"),
-                "flink-main-container",
+                FLINK_MAIN_CONTAINER,
             ),
             pods(
                 Role::TaskManager,
                 format!("app={name},component=taskmanager"),
-                "flink-main-container",
+                FLINK_MAIN_CONTAINER,
             ),
             pods(
                 Role::Harness,

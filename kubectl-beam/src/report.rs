@@ -1,17 +1,14 @@
 //! The status view of one pipeline, assembled from what the cluster holds: the runner object, its pods, the events
 //! about them, and (when Prometheus is known) the job's figures. Pure: the CLI fetches, this decides what to say.
 //!
-//! `-o json|yaml` prints `StatusReport` as it is; its field names are the documented, stable output (README).
+//! `-o json|yaml` prints `StatusReport` as it is; its field names are the documented, stable output (docs/plugin.md, "Status").
 
-use crate::convert::{LABEL_PIPELINE, LABEL_RUNNER};
 use crate::metrics::JobMetrics;
 use crate::pods::{self, Readiness};
 use crate::status::{self, Phase};
+use beamstack::contract::{LABEL_PIPELINE, LABEL_RUNNER, LABEL_TENANT};
 use serde::Serialize;
 use serde_json::Value;
-
-/// The tenant label the shipped policies and the webhook read.
-pub const LABEL_TENANT: &str = "beamstack.dev/tenant";
 
 /// How many Warning events a status view shows.
 const WARNINGS_SHOWN: usize = 3;

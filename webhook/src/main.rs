@@ -1,21 +1,20 @@
 //! `beam-webhook`: the Beamstack admission webhook server, plus the small tools that go with it.
 
 use beamstack::admission::{Admission, Endpoint};
-use beamstack::certs::{self, ServingCertRequest};
 use beamstack::config::Config;
-use beamstack::policy::engine::{Engine, Limits};
+use beamstack::policy::engine::Engine;
 use beamstack::policy::load::{DirectorySource, Reload};
-use beamstack::policy::runtime::Runtime;
-use beamstack::self_managed::RenewalPolicy;
-use beamstack::self_managed::controller::SelfManaged;
-use beamstack::server::{ServeOptions, Server};
-use beamstack::telemetry::{self, LogFormat};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use webhook::certs::{self, ServingCertRequest};
+use webhook::self_managed::RenewalPolicy;
+use webhook::self_managed::controller::SelfManaged;
+use webhook::server::{ServeOptions, Server};
+use webhook::telemetry::{self, LogFormat};
 
 /// mimalloc rather than glibc's malloc: an admission allocates and frees thousands of small objects (the JSON tree,
 /// its CEL form, the patch), and glibc's malloc and free were about a third of the server's CPU under load.
@@ -76,7 +75,7 @@ struct ServeArgs {
     /// Address of the plain-HTTP admin endpoints (/healthz, /readyz, /metrics).
     #[arg(long, env = "BEAM_WEBHOOK_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
-    /// YAML configuration of defaults, harness and validation (see README); built-in defaults when absent.
+    /// YAML configuration of defaults, harness and validation (see docs/webhook.md, "Defaults"); built-in defaults when absent.
     #[arg(long, env = "BEAM_WEBHOOK_CONFIG")]
     config: Option<PathBuf>,
     /// Folder of RunnerPolicy and Tenant YAML files (any depth); changes take effect without a restart. A change that
@@ -303,7 +302,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             tokio::spawn(controller.run(client.clone()));
         }
         let cluster = match (args.cluster, admission.engine(), client) {
-            (true, Some(engine), Some(client)) => Some(beamstack::policy::cluster::start(client, Arc::clone(engine))),
+            (true, Some(engine), Some(client)) => Some(webhook::cluster::start(client, Arc::clone(engine))),
             _ => None,
         };
         let server = Server::start(&options, admission, source, cluster)
@@ -323,7 +322,7 @@ fn admission_with_policies(
     policies: Option<&std::path::Path>,
     cluster: bool,
 ) -> Result<(Admission, Option<DirectorySource>), String> {
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     let Some(dir) = policies else {
         // Policies and tenants may come from the cluster alone.
         let admission = if cluster {

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the webhook, served as text on the admin port's `/metrics`.
 
-use crate::admission::{Endpoint, Record};
+use beamstack::admission::{Endpoint, Record};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -179,7 +179,14 @@ impl Metrics {
     }
 
     /// Replaces the tenant gauges with the engine's current view (called at each scrape, so deleted tenants vanish).
-    pub fn set_tenants(&self, tenants: &[(String, crate::policy::demand::Demand, crate::policy::model::Budget)]) {
+    pub fn set_tenants(
+        &self,
+        tenants: &[(
+            String,
+            beamstack::policy::demand::Demand,
+            beamstack::policy::model::Budget,
+        )],
+    ) {
         self.tenant_usage.clear();
         self.tenant_budget.clear();
         for (tenant, usage, budget) in tenants {
@@ -188,7 +195,7 @@ impl Metrics {
                 resource,
             };
             let quantity = |q: &Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-                let parsed = crate::units::Quantity::parse(&q.as_ref()?.0).ok()?;
+                let parsed = beamstack::units::Quantity::parse(&q.as_ref()?.0).ok()?;
                 rust_decimal::prelude::ToPrimitive::to_f64(&parsed.value())
             };
             for (resource, used, limit) in [

@@ -7,18 +7,17 @@ use beamstack::admission::Admission;
 use beamstack::config::Config;
 use beamstack::kinds::RunnerKind;
 use beamstack::policy::demand::demand_of;
-use beamstack::policy::engine::{Engine, Limits};
+use beamstack::policy::engine::Engine;
 use beamstack::policy::load::{self, DirectorySource, Reload};
-use beamstack::policy::runtime::Runtime;
 use beamstack::policy::usage::ObjectKey;
-use beamstack::server::AppState;
 use common::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
+use webhook::server::AppState;
 
 fn engine_with(yaml: &str) -> Arc<Engine> {
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     let documents = load::documents(Path::new("inline.yaml"), yaml).unwrap();
     let (set, _, _) = load::build(&documents, engine.runtime()).unwrap_or_else(|errors| panic!("{errors:?}"));
     engine.install(set);
@@ -301,7 +300,7 @@ async fn an_update_is_judged_on_the_difference() {
 #[tokio::test]
 async fn a_broken_policy_leaves_the_previous_set_in_force() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     let source = DirectorySource::new(dir.path());
     let deny_all = r#"apiVersion: beamstack.dev/v1alpha1
 kind: RunnerPolicy

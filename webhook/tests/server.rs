@@ -6,15 +6,15 @@ mod common;
 mod tls_client;
 
 use beamstack::admission::Admission;
-use beamstack::certs::{self, CertBundle, ServingCertRequest};
 use beamstack::config::Config;
-use beamstack::server::{ServeOptions, Server};
 use common::{fixture, patch_of, review};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tls_client::{Client, der_of};
+use webhook::certs::{self, CertBundle, ServingCertRequest};
+use webhook::server::{ServeOptions, Server};
 
 fn bundle() -> CertBundle {
     certs::generate(&ServingCertRequest {
@@ -921,7 +921,7 @@ async fn slow_clients_are_cut_off_and_others_are_served_meanwhile() {
     );
 
     // Past both timeouts, every stalled connection has been dealt with.
-    tokio::time::sleep(beamstack::server::REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+    tokio::time::sleep(webhook::server::REQUEST_TIMEOUT + Duration::from_secs(1)).await;
     for mut tls in stuck_in_headers {
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(1), tls.read_to_end(&mut rest)).await;
@@ -1105,9 +1105,8 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn policy_folder_changes_apply_live_and_refused_ones_show_in_readyz() {
-    use beamstack::policy::engine::{Engine, Limits};
+    use beamstack::policy::engine::Engine;
     use beamstack::policy::load::DirectorySource;
-    use beamstack::policy::runtime::Runtime;
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -1117,7 +1116,7 @@ async fn policy_folder_changes_apply_live_and_refused_ones_show_in_readyz() {
         )
     };
     std::fs::write(policies.join("p.yaml"), policy("object.spec.job.parallelism <= 100")).unwrap();
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     let source = DirectorySource::new(&policies);
     source.poll(&engine);
     let bundle = bundle();

@@ -12,8 +12,8 @@
 
 use beamstack::kinds::RunnerKind;
 use beamstack::policy::demand::{Demand, demand_of};
-use beamstack::policy::engine::usage_from_json;
 use beamstack::policy::runtime::{CelQuantity, Compiled, CostLimit, Runtime, to_cel, to_json, to_val};
+use beamstack::policy::usage::usage_from_json;
 use beamstack::units::Quantity;
 use cel::Value;
 use cel::objects::{Key, Map};

@@ -4,9 +4,9 @@
 //!   e2e harness take them, plus the tenant of the reviewed namespace), the two reviews the load generator sends
 //!   (`mutate.json`, `validate.json`) and the webhook's answers to them (`*.answer.json`).
 //! - `baseline`: the limit. A bare HTTPS server on the webhook's own stack (the same rustls configuration built by
-//!   `beamstack::server::tls`, the same accept loop, hyper's auto HTTP/1.1+HTTP/2 connection, axum, a multi-thread
+//!   `webhook::server::tls`, the same accept loop, hyper's auto HTTP/1.1+HTTP/2 connection, axum, a multi-thread
 //!   tokio runtime) whose handlers read the body and answer the webhook's answer from memory.
-//! - `webhook`: `beamstack::server::Server` in this process, with the folder's policies and `--runners N` runner CRs
+//! - `webhook`: `webhook::server::Server` in this process, with the folder's policies and `--runners N` runner CRs
 //!   fed to the usage ledger the way the cluster watch feeds it; prints its memory once filled.
 
 use axum::Router;
@@ -17,11 +17,8 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::config::Config;
-use beamstack::policy::engine::{Engine, Limits};
+use beamstack::policy::engine::Engine;
 use beamstack::policy::load::{DirectorySource, Reload};
-use beamstack::policy::runtime::Runtime;
-use beamstack::server::tls::{CertificateStore, server_config};
-use beamstack::server::{MAX_BODY_BYTES, ServeOptions, Server};
 use clap::{Parser, Subcommand};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -30,6 +27,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use webhook::server::tls::{CertificateStore, server_config};
+use webhook::server::{MAX_BODY_BYTES, ServeOptions, Server};
 
 /// The allocator beam-webhook uses (webhook/src/main.rs), so the figures are the binary's.
 #[global_allocator]
@@ -108,7 +107,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn admission_from(dir: &Path) -> Admission {
-    let engine = Arc::new(Engine::new(Arc::new(Runtime::new()), Limits::default()));
+    let engine = Engine::standard();
     match DirectorySource::new(dir).poll(&engine) {
         Reload::Installed { .. } => {}
         other => panic!("the policies in {} do not load: {other:?}", dir.display()),
@@ -189,7 +188,7 @@ fn webhook(
     runners: usize,
 ) {
     // As beam-webhook serve: JSON logs at info, one line per admission (run.sh sends them to /dev/null).
-    beamstack::telemetry::init(beamstack::telemetry::LogFormat::Json, "info").expect("logging");
+    webhook::telemetry::init(webhook::telemetry::LogFormat::Json, "info").expect("logging");
     let admission = admission_from(policies);
     let engine = Arc::clone(admission.engine().expect("engine"));
     let started = Instant::now();

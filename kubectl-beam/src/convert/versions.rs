@@ -40,6 +40,7 @@ pub const RELEASES: &[BeamRelease] = &[
 pub const DEFAULT_BEAM: &str = "2.77.0";
 pub const DEFAULT_FLINK: &str = "1.20";
 pub const DEFAULT_PYTHON: &str = "3.11";
+use beamstack::contract::BEAM_IMAGE_REPOSITORY as BEAM_REPOSITORY;
 
 pub fn release(beam: &str) -> Result<&'static BeamRelease, String> {
     RELEASES.iter().find(|release| release.beam == beam).ok_or_else(|| {
@@ -105,17 +106,20 @@ impl Versions {
 
     /// The Beam SDK harness (worker pool) image, which also runs Beam YAML's launcher: Beam's Python SDK image.
     pub fn harness_image(&self) -> String {
-        format!("apache/beam_python{}_sdk:{}", self.python_minor, self.beam)
+        beamstack::contract::python_sdk_image(BEAM_REPOSITORY, &self.python_minor, &self.beam)
     }
 
     /// Beam's Flink job server image for this Flink minor: its jar turns a pipeline into an executable Flink job.
     pub fn job_server_image(&self) -> String {
-        format!("apache/beam_flink{}_job_server:{}", self.flink_minor, self.beam)
+        format!(
+            "{BEAM_REPOSITORY}/beam_flink{}_job_server:{}",
+            self.flink_minor, self.beam
+        )
     }
 
     /// Beam's Spark job server image (Spark 3): its jar turns a pipeline into an executable Spark job.
     pub fn spark_job_server_image(&self) -> String {
-        format!("apache/beam_spark3_job_server:{}", self.beam)
+        format!("{BEAM_REPOSITORY}/beam_spark3_job_server:{}", self.beam)
     }
 
     /// The image the Flink pods run by default: Flink's own (`flink:<minor>` on Docker Hub). Beam's part comes from

@@ -269,6 +269,7 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     require_cluster!();
     let _held = hold_the_node();
     let name = format!("orders-{}", std::process::id());
+    let _job = DeleteOnDrop::flink_deployment(&name);
     let data = DataVolume::new(&name);
     std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
 
@@ -343,6 +344,8 @@ fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
     let _held = hold_the_node();
     let cluster = format!("session-{}", std::process::id());
     let name = format!("orders-session-{}", std::process::id());
+    let _cluster = DeleteOnDrop::flink_deployment(&cluster);
+    let _job = DeleteOnDrop::job(&name);
     let data = DataVolume::new(&name);
     std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
     let pvc = data.claim();
@@ -471,6 +474,7 @@ fn a_python_exception_fails_the_job_and_every_view_says_why() {
     require_cluster!();
     let _held = hold_the_node();
     let name = format!("raises-{}", std::process::id());
+    let _job = DeleteOnDrop::flink_deployment(&name);
     let run = run_pipeline(RAISES, &name, &[]);
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
 
@@ -547,6 +551,8 @@ fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
     assert!(apply(&tenant("e2e-flink-data", NAMESPACE, "jobs: 1")).ok);
     let first = format!("slow-{}", std::process::id());
     let next = format!("next-{}", std::process::id());
+    let _first = DeleteOnDrop::flink_deployment(&first);
+    let _next = DeleteOnDrop::flink_deployment(&next);
     let run = run_pipeline(SLOW, &first, &["--wait"]);
     assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&first));
     wait_for_job_state(&first, &["RUNNING"], Duration::from_secs(240));
@@ -581,6 +587,7 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
     require_cluster!();
     let _held = hold_the_node();
     let name = format!("ticks-{}", std::process::id());
+    let _job = DeleteOnDrop::flink_deployment(&name);
     let run = run_pipeline(TICKS, &name, &["--checkpoint-interval", "5s", "--wait"]);
     assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&name));
     wait_for_job_state(&name, &["RUNNING"], Duration::from_secs(240));
@@ -630,20 +637,53 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
     });
 }
 
-/// A pipeline's FlinkDeployment, deleted when dropped (a failing test leaves no job on the node).
-struct DeleteOnDrop(String);
+/// A scenario's runner object, deleted when dropped, when the scenario fails too: a job left running would keep its
+/// room on the node and fail every scenario after it. Dropping waits (bounded, and never panicking: it may run while
+/// a failed assertion unwinds) until the object's pods are gone, while the scenario still holds the node.
+struct DeleteOnDrop {
+    kind: &'static str,
+    name: String,
+    pods: String,
+}
+
+impl DeleteOnDrop {
+    fn flink_deployment(name: &str) -> Self {
+        Self {
+            kind: "flinkdeployment",
+            name: name.to_owned(),
+            pods: format!("app={name}"),
+        }
+    }
+
+    fn job(name: &str) -> Self {
+        Self {
+            kind: "job",
+            name: name.to_owned(),
+            pods: format!("batch.kubernetes.io/job-name={name}"),
+        }
+    }
+}
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
         kubectl(&[
             "delete",
-            "flinkdeployment",
-            &self.0,
+            self.kind,
+            &self.name,
             "-n",
             NAMESPACE,
             "--ignore-not-found",
             "--wait=false",
         ]);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            let listed = kubectl(&["get", "pods", "-n", NAMESPACE, "-l", &self.pods, "-o", "name"]);
+            if listed.ok && listed.stdout.trim().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        eprintln!("{} {}: pods still there after 180 s", self.kind, self.name);
     }
 }
 
@@ -674,7 +714,7 @@ fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
     for mode in ["stateless"] {
         let name = format!("upgrade-{mode}-{}", std::process::id());
         let data = DataVolume::new(&name);
-        let _job = DeleteOnDrop(name.clone());
+        let _job = DeleteOnDrop::flink_deployment(&name);
         let pvc = data.claim();
         // Two TaskManagers, each with the worker pool's default request (500m), beside the JobManager, the
         // operator and Beamstack: a tenth of a core per TaskManager is what still fits the 2-core node (they may

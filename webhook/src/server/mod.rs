@@ -6,7 +6,6 @@
 mod listener;
 pub mod tls;
 
-use crate::admission::{Admission, Endpoint};
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Bytes;
@@ -15,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use beamstack::admission::{Admission, Endpoint};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ pub struct AppState {
     /// Why the policy folder's latest contents were refused (the previous set stays in force); empty when fine.
     pub policy_errors: std::sync::RwLock<Vec<String>>,
     /// The cluster watches (policies, tenants, namespaces, runner CRs), when the webhook watches the cluster.
-    pub cluster: Option<Arc<crate::policy::cluster::SyncState>>,
+    pub cluster: Option<Arc<crate::cluster::SyncState>>,
 }
 
 impl AppState {
@@ -215,7 +215,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 Some(count) => json!({"inForce": count, "latestChangeRefused": policy_errors}),
             },
         },
-        "version": crate::VERSION,
+        "version": beamstack::VERSION,
     });
     (status, axum::Json(body)).into_response()
 }
@@ -236,12 +236,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// Re-reads the policy folder every `interval`; a folder that does not compile leaves the last good set in force.
 fn watch_policies(
-    source: crate::policy::load::DirectorySource,
-    engine: Arc<crate::policy::engine::Engine>,
+    source: beamstack::policy::load::DirectorySource,
+    engine: Arc<beamstack::policy::engine::Engine>,
     state: Arc<AppState>,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    use crate::policy::load::Reload;
+    use beamstack::policy::load::Reload;
     let source = Arc::new(source);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
@@ -318,8 +318,8 @@ impl Server {
     pub async fn start(
         options: &ServeOptions,
         admission: Admission,
-        policy_source: Option<crate::policy::load::DirectorySource>,
-        cluster: Option<Arc<crate::policy::cluster::SyncState>>,
+        policy_source: Option<beamstack::policy::load::DirectorySource>,
+        cluster: Option<Arc<crate::cluster::SyncState>>,
     ) -> Result<Self, ServeError> {
         let store = CertificateStore::load(&options.tls_cert, &options.tls_key)?;
         let tls_config = tls::server_config(Arc::clone(&store), options.client_ca.as_deref())?;
@@ -379,7 +379,7 @@ impl Server {
             ));
         }
         state.ready.store(true, Ordering::SeqCst);
-        tracing::info!(%admission_address, %admin_address, version = crate::VERSION, "beam-webhook serving");
+        tracing::info!(%admission_address, %admin_address, version = beamstack::VERSION, "beam-webhook serving");
         Ok(Self {
             admission_address,
             admin_address,

@@ -42,7 +42,7 @@ impl Client {
                 roots.add(cert.unwrap()).unwrap();
             }
         }
-        let builder = rustls::ClientConfig::builder_with_provider(beamstack::server::tls::provider())
+        let builder = rustls::ClientConfig::builder_with_provider(webhook::server::tls::provider())
             .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots);

@@ -1,0 +1,198 @@
+//! What marks an object as a Beam pipeline, and which SDK harness image it needs.
+//!
+//! A runner CR is a Beam pipeline when it carries the annotation `beamstack.dev/beam-sdk`. Its companions name the
+//! Beam version and the Python minor (the webhook's configuration supplies them when absent), or an explicit image.
+//! The harness must match the launcher exactly: Beam refuses a worker pool of another Beam or Python version.
+
+use crate::config::HarnessConfig;
+use regex::Regex;
+use serde_json::Value;
+use std::sync::LazyLock;
+
+use crate::contract::{ANNOTATION_BEAM_VERSION, ANNOTATION_HARNESS_IMAGE, ANNOTATION_PYTHON_VERSION, ANNOTATION_SDK};
+
+pub static FLINK_VERSION_PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^v\d+_\d+$").unwrap());
+static BEAM_VERSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d+\.\d+\.\d+(?:[-.]?(?:rc|dev)\d*)?$").unwrap());
+static PYTHON_MINOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^3\.\d{1,2}$").unwrap());
+/// `…/beam_python3.11_sdk:2.77.0`, with any registry or repository in front and an optional digest behind.
+static PYTHON_SDK_IMAGE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|/)beam_python(\d+\.\d+)_sdk(?::([^@/]+))?(?:@.*)?$").unwrap());
+
+pub fn is_beam_version(text: &str) -> bool {
+    BEAM_VERSION.is_match(text)
+}
+
+pub fn is_python_minor(text: &str) -> bool {
+    PYTHON_MINOR.is_match(text)
+}
+
+/// A Beam Python SDK image's Python minor and tag, if `image` is one.
+pub fn parse_python_sdk_image(image: &str) -> Option<(String, Option<String>)> {
+    let captures = PYTHON_SDK_IMAGE.captures(image)?;
+    Some((
+        captures[1].to_owned(),
+        captures.get(2).map(|tag| tag.as_str().to_owned()),
+    ))
+}
+
+/// The harness an annotated object asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HarnessSpec {
+    pub beam_version: String,
+    pub python_version: String,
+    pub image: String,
+    /// Where each value came from, for messages: true when the object's annotations named it.
+    pub image_from_annotation: bool,
+}
+
+/// Why an object's Beam annotations cannot be honoured. Validation turns each into a violation naming the annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationProblem {
+    pub annotation: &'static str,
+    pub message: String,
+}
+
+/// Reads the Beam annotations of a runner CR. `Ok(None)`: not a Beam pipeline.
+pub fn harness_for(object: &Value, config: &HarnessConfig) -> Result<Option<HarnessSpec>, Vec<AnnotationProblem>> {
+    let annotations = object.pointer("/metadata/annotations").and_then(Value::as_object);
+    let annotation = |key: &str| annotations.and_then(|map| map.get(key)).and_then(Value::as_str);
+    let Some(sdk) = annotation(ANNOTATION_SDK) else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    if sdk != "python" {
+        problems.push(AnnotationProblem {
+            annotation: ANNOTATION_SDK,
+            message: format!(
+                "`{sdk}` is not a supported Beam SDK: Beamstack injects the Python worker pool, so use `python`"
+            ),
+        });
+    }
+    let beam_version = annotation(ANNOTATION_BEAM_VERSION).unwrap_or(&config.beam_version);
+    if !is_beam_version(beam_version) {
+        problems.push(AnnotationProblem {
+            annotation: ANNOTATION_BEAM_VERSION,
+            message: format!(
+                "`{beam_version}` is not a Beam release: use a version such as {}",
+                config.beam_version
+            ),
+        });
+    }
+    let python_version = annotation(ANNOTATION_PYTHON_VERSION).unwrap_or(&config.python_version);
+    if !is_python_minor(python_version) {
+        problems.push(AnnotationProblem {
+            annotation: ANNOTATION_PYTHON_VERSION,
+            message: format!(
+                "`{python_version}` is not a Python minor: use the launcher's version, such as {}",
+                config.python_version
+            ),
+        });
+    }
+    let explicit_image = annotation(ANNOTATION_HARNESS_IMAGE);
+    if let Some(image) = explicit_image
+        && (image.trim().is_empty() || image.contains(char::is_whitespace))
+    {
+        problems.push(AnnotationProblem {
+            annotation: ANNOTATION_HARNESS_IMAGE,
+            message: format!("`{image}` is not an image reference"),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let image = explicit_image
+        .map(str::to_owned)
+        .unwrap_or_else(|| crate::contract::python_sdk_image(&config.image_repository, python_version, beam_version));
+    Ok(Some(HarnessSpec {
+        beam_version: beam_version.to_owned(),
+        python_version: python_version.to_owned(),
+        image,
+        image_from_annotation: explicit_image.is_some(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn annotated(annotations: Value) -> Value {
+        json!({"metadata": {"name": "p", "annotations": annotations}})
+    }
+
+    #[test]
+    fn unannotated_objects_are_not_pipelines() {
+        let config = HarnessConfig::default();
+        assert_eq!(harness_for(&json!({"metadata": {"name": "x"}}), &config), Ok(None));
+        assert_eq!(harness_for(&json!({}), &config), Ok(None));
+    }
+
+    #[test]
+    fn image_follows_annotations_then_config() {
+        let config = HarnessConfig::default();
+        let spec = harness_for(&annotated(json!({ANNOTATION_SDK: "python"})), &config)
+            .unwrap()
+            .unwrap();
+        assert_eq!(spec.image, "apache/beam_python3.11_sdk:2.77.0");
+        let spec = harness_for(
+            &annotated(
+                json!({ANNOTATION_SDK: "python", ANNOTATION_BEAM_VERSION: "2.76.0", ANNOTATION_PYTHON_VERSION: "3.12"}),
+            ),
+            &config,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(spec.image, "apache/beam_python3.12_sdk:2.76.0");
+        let spec = harness_for(
+            &annotated(json!({ANNOTATION_SDK: "python", ANNOTATION_HARNESS_IMAGE: "registry.acme/beam:custom"})),
+            &config,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(spec.image, "registry.acme/beam:custom");
+        assert!(spec.image_from_annotation);
+    }
+
+    #[test]
+    fn bad_annotations_are_all_reported() {
+        let problems = harness_for(
+            &annotated(
+                json!({ANNOTATION_SDK: "java", ANNOTATION_BEAM_VERSION: "latest", ANNOTATION_PYTHON_VERSION: "3"}),
+            ),
+            &HarnessConfig::default(),
+        )
+        .unwrap_err();
+        let named: Vec<_> = problems.iter().map(|problem| problem.annotation).collect();
+        assert_eq!(
+            named,
+            [ANNOTATION_SDK, ANNOTATION_BEAM_VERSION, ANNOTATION_PYTHON_VERSION]
+        );
+    }
+
+    #[test]
+    fn sdk_images_are_recognised() {
+        assert_eq!(
+            parse_python_sdk_image("apache/beam_python3.11_sdk:2.77.0"),
+            Some(("3.11".into(), Some("2.77.0".into())))
+        );
+        assert_eq!(
+            parse_python_sdk_image("registry:5000/mirror/beam_python3.10_sdk:2.76.0@sha256:abc"),
+            Some(("3.10".into(), Some("2.76.0".into())))
+        );
+        assert_eq!(
+            parse_python_sdk_image("apache/beam_python3.9_sdk"),
+            Some(("3.9".into(), None))
+        );
+        assert_eq!(parse_python_sdk_image("flink:1.20"), None);
+        assert_eq!(parse_python_sdk_image("apache/not_beam_python3.11_sdk:2.77.0"), None);
+    }
+
+    #[test]
+    fn versions() {
+        assert!(is_beam_version("2.77.0"));
+        assert!(is_beam_version("2.78.0rc1"));
+        assert!(!is_beam_version("2.77"));
+        assert!(is_python_minor("3.11"));
+        assert!(!is_python_minor("3.11.4"));
+    }
+}

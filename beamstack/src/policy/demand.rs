@@ -1,0 +1,303 @@
+//! What a runner CR will ask the cluster for when it runs: the sum over all its pods, computed with the same units
+//! as the webhook, so budgets count what the operators will really request.
+//!
+//! - FlinkDeployment: JobManager × replicas + TaskManager × replicas, each pod adding the requests of its extra
+//!   containers (the harness sidecar). TaskManagers default to ceil(parallelism / task slots), as the operator does.
+//! - SparkApplication: driver + executor × instances (maxExecutors under dynamic allocation), each with memory
+//!   overhead max(memory × factor, 384Mi) unless `memoryOverhead` is given, plus sidecar requests.
+//! - FlinkSessionJob: nothing of its own (it runs in its session cluster's pods) but it is a job.
+//! - ScheduledSparkApplication: what one run (its template) asks for; it counts no job itself, its runs do.
+
+use crate::contract::FLINK_MAIN_CONTAINER as MAIN_CONTAINER;
+use crate::kinds::RunnerKind;
+use crate::tree::{flatten_keys, get, get_str};
+use crate::units::{self, Bytes, Millicores};
+use serde_json::Value;
+
+/// Resources of one runner CR, or sums of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub cpu: Millicores,
+    pub memory: Bytes,
+    /// TaskManagers plus executors.
+    pub workers: u64,
+    /// Runner CRs that count as jobs (0 or 1 for one object).
+    pub jobs: u64,
+}
+
+impl Demand {
+    pub fn plus(self, other: Demand) -> Demand {
+        Demand {
+            cpu: Millicores(self.cpu.0.saturating_add(other.cpu.0)),
+            memory: Bytes(self.memory.0.saturating_add(other.memory.0)),
+            workers: self.workers.saturating_add(other.workers),
+            jobs: self.jobs.saturating_add(other.jobs),
+        }
+    }
+
+    pub fn minus(self, other: Demand) -> Demand {
+        Demand {
+            cpu: Millicores(self.cpu.0.saturating_sub(other.cpu.0)),
+            memory: Bytes(self.memory.0.saturating_sub(other.memory.0)),
+            workers: self.workers.saturating_sub(other.workers),
+            jobs: self.jobs.saturating_sub(other.jobs),
+        }
+    }
+
+    fn times(self, count: u64) -> Demand {
+        Demand {
+            cpu: Millicores(self.cpu.0.saturating_mul(count)),
+            memory: Bytes(self.memory.0.saturating_mul(count)),
+            workers: self.workers.saturating_mul(count),
+            jobs: self.jobs.saturating_mul(count),
+        }
+    }
+}
+
+/// The demand of a runner object. Unparseable amounts count as zero: validation reports them on their own.
+pub fn demand_of(kind: RunnerKind, object: &Value) -> Demand {
+    match kind {
+        RunnerKind::FlinkDeployment => flink_deployment(object),
+        RunnerKind::FlinkSessionJob => Demand {
+            jobs: 1,
+            ..Demand::default()
+        },
+        RunnerKind::SparkApplication => Demand {
+            jobs: 1,
+            ..spark_application(get(object, &["spec"]))
+        },
+        RunnerKind::ScheduledSparkApplication => spark_application(get(object, &["spec", "template"])),
+    }
+}
+
+fn count(value: Option<&Value>) -> Option<u64> {
+    value
+        .and_then(Value::as_i64)
+        .filter(|count| *count >= 0)
+        .map(|count| count as u64)
+}
+
+fn flink_deployment(object: &Value) -> Demand {
+    let role = |name: &str| {
+        let cpu = get(object, &["spec", name, "resource", "cpu"])
+            .and_then(Value::as_f64)
+            .and_then(units::cores_to_millicores)
+            .unwrap_or_default();
+        let memory = get_str(object, &["spec", name, "resource", "memory"])
+            .and_then(|memory| units::flink_memory(memory).ok())
+            .unwrap_or_default();
+        let sidecars = extra_containers(
+            get(object, &["spec", name, "podTemplate", "spec", "containers"]),
+            MAIN_CONTAINER,
+        );
+        Demand {
+            cpu,
+            memory,
+            workers: 0,
+            jobs: 0,
+        }
+        .plus(sidecars)
+    };
+    let job_managers = count(get(object, &["spec", "jobManager", "replicas"])).unwrap_or(1);
+    let task_managers = count(get(object, &["spec", "taskManager", "replicas"])).unwrap_or_else(|| {
+        // The operator sizes TaskManagers from the job's parallelism and the slots each offers.
+        let parallelism = count(get(object, &["spec", "job", "parallelism"])).unwrap_or(0);
+        let slots = get(object, &["spec", "flinkConfiguration"])
+            .map(flatten_keys)
+            .and_then(|keys| {
+                keys.into_iter()
+                    .find(|(key, _)| key == "taskmanager.numberOfTaskSlots")
+                    .and_then(|(_, value)| {
+                        value
+                            .as_str()
+                            .and_then(|text| text.parse().ok())
+                            .or_else(|| value.as_u64())
+                    })
+            })
+            .filter(|slots: &u64| *slots > 0)
+            .unwrap_or(1);
+        parallelism.div_ceil(slots)
+    });
+    let has_job = get(object, &["spec", "job"]).is_some_and(|job| !job.is_null());
+    let task_manager = Demand {
+        workers: 1,
+        ..role("taskManager")
+    };
+    Demand {
+        jobs: u64::from(has_job),
+        ..role("jobManager").times(job_managers)
+    }
+    .plus(task_manager.times(task_managers))
+}
+
+fn spark_application(spec: Option<&Value>) -> Demand {
+    let Some(spec) = spec else { return Demand::default() };
+    let factor = get_str(spec, &["memoryOverheadFactor"])
+        .and_then(|factor| factor.parse::<f64>().ok())
+        .unwrap_or_else(|| units::spark_default_overhead_factor(get_str(spec, &["type"]).unwrap_or("Scala")));
+    let pod = |role: &str| {
+        let role_spec = get(spec, &[role]);
+        let cores = role_spec
+            .and_then(|r| r.get("coreRequest"))
+            .and_then(Value::as_str)
+            .and_then(|q| units::quantity_millicores(q).ok());
+        let cpu = cores.unwrap_or_else(|| {
+            Millicores(
+                count(role_spec.and_then(|r| r.get("cores")))
+                    .unwrap_or(1)
+                    .saturating_mul(1000),
+            )
+        });
+        let memory = role_spec
+            .and_then(|r| r.get("memory"))
+            .and_then(Value::as_str)
+            .and_then(|memory| units::spark_memory(memory).ok())
+            .unwrap_or(Bytes(1 << 30));
+        let overhead = role_spec
+            .and_then(|r| r.get("memoryOverhead"))
+            .and_then(Value::as_str)
+            .and_then(|overhead| units::spark_memory(overhead).ok());
+        let memory = units::spark_pod_memory(memory, overhead, factor);
+        let sidecars = extra_containers(role_spec.and_then(|r| r.get("sidecars")), "");
+        Demand {
+            cpu,
+            memory,
+            workers: 0,
+            jobs: 0,
+        }
+        .plus(sidecars)
+    };
+    let dynamic = get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
+    let executors = if dynamic {
+        // The worst case is what the budget must allow for.
+        count(get(spec, &["dynamicAllocation", "maxExecutors"]))
+            .or_else(|| count(get(spec, &["executor", "instances"])))
+            .unwrap_or(1)
+    } else {
+        count(get(spec, &["executor", "instances"])).unwrap_or(1)
+    };
+    let executor = Demand {
+        workers: 1,
+        ..pod("executor")
+    };
+    pod("driver").plus(executor.times(executors))
+}
+
+/// The requests (else limits) of every container in `containers` but `main`.
+fn extra_containers(containers: Option<&Value>, main: &str) -> Demand {
+    let mut total = Demand::default();
+    for container in containers.and_then(Value::as_array).into_iter().flatten() {
+        if container.get("name").and_then(Value::as_str) == Some(main) {
+            continue;
+        }
+        let amount = |name: &str| {
+            ["requests", "limits"]
+                .iter()
+                .find_map(|kind| container.get("resources")?.get(kind)?.get(name)?.as_str())
+        };
+        let cpu = amount("cpu")
+            .and_then(|cpu| units::quantity_millicores(cpu).ok())
+            .unwrap_or_default();
+        let memory = amount("memory")
+            .and_then(|memory| units::quantity_bytes(memory).ok())
+            .unwrap_or_default();
+        total = total.plus(Demand {
+            cpu,
+            memory,
+            workers: 0,
+            jobs: 0,
+        });
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn huge_core_counts_saturate() {
+        // Regression (fuzz/regressions/admission_review-spark-cores-overflow.json): `cores * 1000` overflowed (a
+        // panic with debug assertions, and in release a wrapped, small demand that a budget would let through).
+        for cores in [json!(i64::MAX), json!(u64::MAX / 1000 + 1)] {
+            let object = json!({"spec": {"driver": {"cores": 1}, "executor": {"cores": cores, "instances": 2}}});
+            let demand = demand_of(RunnerKind::SparkApplication, &object);
+            assert_eq!(demand.cpu, Millicores(u64::MAX), "{cores}");
+        }
+    }
+
+    #[test]
+    fn flink_counts_every_pod_and_the_harness() {
+        let object = json!({"spec": {
+            "jobManager": {"replicas": 1, "resource": {"cpu": 1, "memory": "2048m"}},
+            "taskManager": {"replicas": 3, "resource": {"cpu": 2, "memory": "4g"},
+                "podTemplate": {"spec": {"containers": [
+                    {"name": "flink-main-container"},
+                    {"name": "beam-worker-pool", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}
+                ]}}},
+            "job": {"parallelism": 6}
+        }});
+        let demand = demand_of(RunnerKind::FlinkDeployment, &object);
+        assert_eq!(demand.cpu, Millicores(1000 + 3 * 2500));
+        assert_eq!(demand.memory, Bytes(2 * GIB + 3 * 5 * GIB));
+        assert_eq!((demand.workers, demand.jobs), (3, 1));
+    }
+
+    #[test]
+    fn flink_task_managers_follow_parallelism_and_slots() {
+        let object = json!({"spec": {
+            "flinkConfiguration": {"taskmanager.numberOfTaskSlots": "4"},
+            "jobManager": {"resource": {"cpu": 1, "memory": "1g"}},
+            "taskManager": {"resource": {"cpu": 1, "memory": "1g"}},
+            "job": {"parallelism": 10}
+        }});
+        let demand = demand_of(RunnerKind::FlinkDeployment, &object);
+        assert_eq!(demand.workers, 3, "ceil(10 / 4)");
+        assert_eq!(demand.cpu, Millicores(4000));
+        let session = json!({"spec": {"jobManager": {"resource": {"cpu": 1, "memory": "1g"}}}});
+        assert_eq!(
+            demand_of(RunnerKind::FlinkDeployment, &session).jobs,
+            0,
+            "a session cluster is not a job"
+        );
+    }
+
+    #[test]
+    fn spark_counts_overhead_and_executors() {
+        let object = json!({"spec": {"type": "Python",
+            "driver": {"cores": 1, "memory": "1g"},
+            "executor": {"cores": 2, "memory": "2g", "instances": 4,
+                "sidecars": [{"name": "beam-worker-pool", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}}});
+        let demand = demand_of(RunnerKind::SparkApplication, &object);
+        assert_eq!(demand.cpu, Millicores(1000 + 4 * 2500));
+        let driver = GIB + (GIB as f64 * 0.4).ceil() as u64;
+        let executor = 2 * GIB + (2.0 * GIB as f64 * 0.4).ceil() as u64 + GIB;
+        assert_eq!(demand.memory, Bytes(driver + 4 * executor));
+        assert_eq!((demand.workers, demand.jobs), (4, 1));
+    }
+
+    #[test]
+    fn spark_dynamic_allocation_counts_the_maximum() {
+        let object = json!({"spec": {"type": "Scala", "driver": {"memory": "512m"}, "executor": {"memory": "512m"},
+            "dynamicAllocation": {"enabled": true, "maxExecutors": 10}}});
+        let demand = demand_of(RunnerKind::SparkApplication, &object);
+        assert_eq!(demand.workers, 10);
+        assert_eq!(
+            demand.memory,
+            Bytes(11 * (512 * MIB + 384 * MIB)),
+            "the 384Mi floor applies to 512m JVM pods"
+        );
+    }
+
+    #[test]
+    fn scheduled_spark_is_one_run_and_no_job() {
+        let object = json!({"spec": {"template": {"type": "Scala", "executor": {"instances": 2}}}});
+        let demand = demand_of(RunnerKind::ScheduledSparkApplication, &object);
+        assert_eq!((demand.workers, demand.jobs), (2, 0));
+        assert_eq!(demand.cpu, Millicores(3000));
+    }
+}
