@@ -66,13 +66,13 @@ fuzz: ## every cargo-fuzz target for 50 s (scripts/fuzz.sh; FUZZ_ARGS for others
 fuzz-build: ## build the fuzz targets only
 	bash scripts/fuzz.sh --build-only
 
-bench: ## benchmarks 1, 2, 3, 5 and 6, three runs: writes bench/BENCHMARKS.md and bench/BENCHMARKS.jsonl
+bench: ## every benchmark but the API-server one (load, policy scale, tenant scale, CEL against cel-go, the plugin), three runs: writes bench/BENCHMARKS.md and bench/BENCHMARKS.jsonl
 	bash bench/run.sh $(BENCH_ARGS)
 
 bench-quick: ## the same, one run with shorter windows and fewer points (what CI would run)
 	bash bench/run.sh --quick $(BENCH_ARGS)
 
-bench-apiserver: ## also benchmark 4, creates through a real kube-apiserver (brings the test cluster up and down)
+bench-apiserver: ## also the API-server benchmark: creates through a real kube-apiserver (brings the test cluster up and down)
 	bash bench/run.sh --apiserver $(BENCH_ARGS)
 
 bench-policy-cost: ## one admission's cost with the system allocator (cargo bench)

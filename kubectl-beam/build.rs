@@ -1,4 +1,4 @@
-//! Beam's pipeline schema, prepared at build time instead of at every start-up (benchmark 6: parsing the YAML with
+//! Beam's pipeline schema, prepared at build time instead of at every start-up (the plugin dry-run benchmark: parsing the YAML with
 //! serde-saphyr was about 30 % of a `kubectl beam run`'s instructions, compiling it with jsonschema, which first
 //! compiles the draft-07 meta-schema to check it, another 28 %).
 //!

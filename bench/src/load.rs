@@ -1,5 +1,5 @@
 //! The load generator's core: keep-alive HTTP/1.1 connections over rustls (ring), one request in flight on each,
-//! paced in a closed loop or at a fixed rate (wrk2's schedule). `bench-load` (benchmarks 1 and 3) measures latency
+//! paced in a closed loop or at a fixed rate (wrk2's schedule). `bench-load` (the load and tenant-scale benchmarks) measures latency
 //! with it; the hardening tests (`bench/tests/hardening.rs`) drive the real `beam-webhook` with it while they rotate
 //! certificates, rewrite policies and send SIGTERM.
 

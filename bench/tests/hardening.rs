@@ -1,4 +1,4 @@
-//! Hardening of issue 6: the real `beam-webhook serve` binary under load from benchmark 1's generator
+//! Hardening: the real `beam-webhook serve` binary under load from the load benchmark's generator
 //! (`bench::load`: keep-alive HTTPS connections, a fixed rate, the benchmark's FlinkDeployment review on /mutate and
 //! /validate) while
 //!
@@ -476,7 +476,7 @@ fn check(status: hyper::StatusCode, body: &[u8], uid: &str, path: &str) -> Resul
     Ok(Answer { allowed, generation })
 }
 
-/// The load: `connections` keep-alive connections sending `rate` requests per second in all (benchmark 1's fixed-
+/// The load: `connections` keep-alive connections sending `rate` requests per second in all (the load benchmark's fixed-
 /// rate schedule, relaxed: no spinning), connection i on `bodies[i % len]`, each request with its own uid. A
 /// connection that fails is reopened at its next request; with `reconnect_every`, connections are also replaced
 /// after that many requests, so TLS handshakes go on throughout. Runs until `stop`.

@@ -1,4 +1,4 @@
-//! Benchmark 5, CEL against cel-go: the webhook's CEL evaluator on the same expressions over the same object as
+//! The CEL benchmark, against cel-go: the webhook's CEL evaluator on the same expressions over the same object as
 //! `bench/cel-go` (cel-go in Kubernetes' own CEL environment). Evaluation only: every expression is compiled once
 //! (`Runtime::compile`, as policies are), the variables are converted to CEL values once and bound in one scope as
 //! the engine binds them, and the timed loop calls `Runtime::evaluate` with the default cost limit, as the engine
@@ -408,7 +408,7 @@ fn emit_input() -> Json {
         }
     }
     json!({
-        "about": "Shared input of benchmark 5 (bench-cel --emit-input): the shipped RunnerPolicies' CEL expressions \
+        "about": "Shared input of the CEL benchmark (bench-cel --emit-input): the shipped RunnerPolicies' CEL expressions \
                   and a few classic ones over the benchmark's FlinkDeployment (tests/fixtures/reviews/\
                   flink-pipeline-create.json after /mutate) with the variables the engine binds for it. \
                   {\"@quantity\": s} is a Kubernetes quantity.",

@@ -1,4 +1,4 @@
-//! The load generator of benchmarks 1 and 3: N keep-alive HTTP/1.1 connections over rustls (ring), one request in
+//! The load generator of the load and tenant-scale benchmarks: N keep-alive HTTP/1.1 connections over rustls (ring), one request in
 //! flight on each, on a single-threaded tokio runtime (pin it to one core with taskset).
 //!
 //! - Closed loop (no `--rate`): every connection sends its next request as soon as the answer arrives; reports the

@@ -1,4 +1,4 @@
-//! Benchmark 2, policy scale: the cost of one admission (`Admission::review`: parse, built-in rules, every policy,
+//! The policy-scale benchmark: the cost of one admission (`Admission::review`: parse, built-in rules, every policy,
 //! the answer) of the benchmark review with 0, 10, 50 and 200 RunnerPolicies (the shipped ones, then renamed copies
 //! of them) and the tenant, in this process, one thread. Per repeat, every count is measured in turn and a least-
 //! squares line through the medians gives the cost per added policy.
@@ -72,7 +72,7 @@ fn main() {
         bench::answer(admission, Endpoint::Validate, &validate);
     }
     let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
-    // Benchmark 3 without the network: the shipped set with an empty ledger and with `--runners` CRs in it.
+    // The tenant-scale benchmark without the network: the shipped set with an empty ledger and with `--runners` CRs in it.
     let shipped_count = bench::shipped_policies().len();
     let ledgers: Vec<(usize, Admission)> = [0, args.runners]
         .into_iter()

@@ -437,7 +437,7 @@ pub fn helm(args: &[&str]) -> Run {
         .into()
 }
 
-/// The CA of the provided-mode Secret the harness made (base64, as the API returns it); scenario 9 rotates it.
+/// The CA of the provided-mode Secret the harness made (base64, as the API returns it); the CA-rotation scenario rotates it.
 pub fn provided_ca_base64() -> String {
     let ca = kubectl(&[
         "get",

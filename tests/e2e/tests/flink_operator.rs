@@ -1,4 +1,4 @@
-//! `kubectl beam run` for real on Flink (issue 12): the Flink Kubernetes Operator 1.7.0 runs in the cluster as its
+//! `kubectl beam run` for real on Flink: the Flink Kubernetes Operator 1.7.0 runs in the cluster as its
 //! chart installs it (tests/node/manifests/flink-kubernetes-operator, watching the namespace beam-flink), and every
 //! pod of a pipeline runs on the node from the images kubectl beam names by default - Flink's `flink:1.19`, Beam's
 //! `apache/beam_python3.11_sdk:2.62.0` and `apache/beam_flink1.19_job_server:2.62.0` - here the stand-ins
@@ -335,7 +335,7 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     delete_and_wait_for_pods_to_go(&name);
 }
 
-/// Scenario 2: `kubectl beam cluster create`, then `run --session`: the launcher Job's pod builds the uber jar from
+/// Session mode: `kubectl beam cluster create`, then `run --session`: the launcher Job's pod builds the uber jar from
 /// the job server's jar and submits it to the session cluster, whose TaskManager (with the injected worker pool) runs
 /// the Python steps; `status` and `list` agree that it succeeded.
 #[test]
@@ -466,7 +466,7 @@ fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
     wait_for_pods_to_go(&cluster);
 }
 
-/// Scenario 5: a Python step raises on the TaskManager's worker pool. The operator reports the job FAILED;
+/// A failing job: a Python step raises on the TaskManager's worker pool. The operator reports the job FAILED;
 /// `status` says Failed with its error, `status -w` exits 1, `logs --role harness` shows Python's traceback and
 /// `events` shows the Warning.
 #[test]
@@ -541,7 +541,7 @@ impl Drop for TenantGuard {
     }
 }
 
-/// Scenario 6: a tenant's budget counts the job it really runs: the next job over budget is refused while it runs;
+/// A tenant's budget counts the job it really runs: the next job over budget is refused while it runs;
 /// once it is deleted, the same job is admitted.
 #[test]
 fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
@@ -578,7 +578,7 @@ fn a_running_job_fills_the_tenant_budget_until_it_is_deleted() {
     wait_for_pods_to_go(&first);
 }
 
-/// Scenario 3: a streaming pipeline runs until it is deleted. The webhook turned Flink's Prometheus reporter on and
+/// Streaming: a streaming pipeline runs until it is deleted. The webhook turned Flink's Prometheus reporter on and
 /// named its port; Prometheus scrapes the real JobManager and TaskManager (scripts/e2e-cluster.sh discovers the pods
 /// as the chart's PodMonitor selects them), and `kubectl beam status` shows the job's throughput and checkpoint age
 /// from it. `kubectl beam delete --wait`: the operator cancels the job, and every pod and ConfigMap goes.
@@ -700,7 +700,7 @@ fn upgraded_job_id(name: &str, parallelism: u32) -> Option<String> {
     done.then(|| status["jobStatus"]["jobId"].as_str().unwrap_or("").to_owned())
 }
 
-/// Scenario 4: the same streaming pipeline run again with another parallelism: the operator upgrades the job. A
+/// Upgrades: the same streaming pipeline run again with another parallelism: the operator upgrades the job. A
 /// stateless upgrade starts a new job (checkpoints on a volume of the node). A last-state upgrade (Flink's
 /// high-availability metadata beside them) would resume the same job: written below, not run yet (see the loop).
 #[test]

@@ -3,7 +3,7 @@
 //! and webhook configurations (scripts/e2e-cluster.sh).
 //!
 //! What is played: no Flink or Spark operator runs yet, so the operators' status changes are written by the test
-//! through the status subresource, in the order the operators write them, and the operators' pods of scenario 6 are
+//! through the status subresource, in the order the operators write them, and the operators' pods of the status scenario are
 //! objects the test makes, held back from the scheduler by a scheduling gate so that their status is the test's.
 
 use e2e::*;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const FLINK_PIPELINE: &str = "policies/tests/resources/flink-pipeline.yaml";
 const SPARK_PIPELINE: &str = "policies/tests/resources/spark-pipeline.yaml";
 
-/// Scenario 1: Plain `kubectl apply`: the stored objects carry the defaults and the harness; applying again changes nothing.
+/// Plain `kubectl apply`: the stored objects carry the defaults and the harness; applying again changes nothing.
 #[test]
 fn apply_stores_defaults_and_the_harness_and_is_idempotent() {
     require_cluster!();
@@ -66,7 +66,7 @@ fn apply_stores_defaults_and_the_harness_and_is_idempotent() {
     assert!(plain.pointer("/spec/taskManager/podTemplate").is_none(), "{plain:#}");
 }
 
-/// Scenario 2: Built-in rules and policies together: one denial listing every violation.
+/// Built-in rules and policies together: one denial listing every violation.
 #[test]
 fn one_denial_lists_every_violation() {
     require_cluster!();
@@ -96,7 +96,7 @@ fn one_denial_lists_every_violation() {
     );
 }
 
-/// Scenario 3: A Warn policy (made in the cluster, picked up by the webhook's watch): kubectl prints it, the object is stored.
+/// A Warn policy (made in the cluster, picked up by the webhook's watch): kubectl prints it, the object is stored.
 #[test]
 fn a_warn_policy_warns_and_stores() {
     require_cluster!();
@@ -137,7 +137,7 @@ spec:
     let _ = kubectl(&["delete", "runnerpolicy", "e2e-parallelism-warning"]);
 }
 
-/// Scenario 4: A tenant budget: jobs until it is full, then a refusal with usage, demand and budget; deleting frees room; an
+/// A tenant budget: jobs until it is full, then a refusal with usage, demand and budget; deleting frees room; an
 /// UPDATE that grows a job is judged on the difference.
 #[test]
 fn tenant_budget_fills_refuses_and_frees() {
@@ -194,7 +194,7 @@ fn tenant_budget_fills_refuses_and_frees() {
     let _ = kubectl(&["delete", "tenant", "e2e-team"]);
 }
 
-/// Scenario 5: `kubectl beam run`: ConfigMap and runner CR created, the harness injected by the webhook; a second run
+/// `kubectl beam run`: ConfigMap and runner CR created, the harness injected by the webhook; a second run
 /// updates; `--dry-run=server` stores nothing.
 #[test]
 fn beam_run_creates_updates_and_server_dry_runs() {
@@ -282,7 +282,7 @@ fn patch_status(ns: &str, kind: &str, name: &str, status: &str) {
     assert!(run.ok, "status patch: {}", run.stderr);
 }
 
-/// Scenario 6: Status: the test plays the Flink operator; `status -w` shows each phase and exits at the end; `list`,
+/// Status: the test plays the Flink operator; `status -w` shows each phase and exits at the end; `list`,
 /// `events`, `delete --wait` work.
 #[test]
 fn status_follows_the_operator_and_list_events_delete_work() {
@@ -470,7 +470,7 @@ source: {{component: flink-kubernetes-operator}}
     );
 }
 
-/// Scenario 7: A RunnerPolicy with a CEL syntax error is refused by the API server, through our webhook, with the position.
+/// A RunnerPolicy with a CEL syntax error is refused by the API server, through our webhook, with the position.
 #[test]
 fn a_broken_policy_is_refused_with_its_position() {
     require_cluster!();
@@ -492,7 +492,7 @@ spec:
     assert!(run.stderr.contains("column"), "no position: {}", run.stderr);
 }
 
-/// Scenarios 8 and 10: With the webhook stopped, failurePolicy Fail refuses runner CRs with a clear message, other kinds are
+/// With the webhook stopped, failurePolicy Fail refuses runner CRs with a clear message, other kinds are
 /// unaffected, excluded namespaces are never blocked, and `kubectl beam doctor` names the fault; healthy, it passes;
 /// with a wrong caBundle, it says so.
 #[test]
@@ -592,7 +592,7 @@ fn webhook_down_and_doctor() {
     assert!(patch(&original).ok);
 }
 
-/// Scenario 9: certificates rotated to a new CA while the API server keeps sending requests, the way certs/README.md
+/// Certificates rotated to a new CA while the API server keeps sending requests, the way certs/README.md
 /// says to in provided mode: trust both CAs, replace the Secret the pods mount (the kubelet updates their volume, the
 /// webhook re-reads its files), wait until both pods serve the new certificate, then trust only the new CA. Not one
 /// admission may fail.
