@@ -38,8 +38,6 @@ pub const LABEL_TENANT: &str = "beamstack.dev/tenant";
 /// A label on a session cluster's FlinkDeployment (value: its name), and an annotation on a session-mode launcher
 /// Job (value: the cluster it submits to).
 pub const SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
-/// On a namespace: `disabled` keeps the webhook out of it (the chart's namespaceSelector).
-pub const LABEL_WEBHOOK: &str = "beamstack.dev/webhook";
 
 /// The worker-pool container the webhook adds beside Flink's TaskManagers and Spark's executors (its default name,
 /// `harness.containerName` in the webhook's configuration).
