@@ -54,7 +54,7 @@ fn admission(count: usize) -> Admission {
 }
 
 fn review(object: &Value) -> Vec<u8> {
-    serde_json::to_vec(&beamstack::policy::testing::review_of(object, None, "CREATE")).unwrap()
+    serde_json::to_vec(&beamstack::admission::review::review_of(object, None, "CREATE")).unwrap()
 }
 
 fn measure(admission: &Admission, endpoint: Endpoint, body: &[u8], rounds: usize) -> Vec<Duration> {

@@ -290,7 +290,7 @@ impl Config {
             .flink
             .supported_versions
             .iter()
-            .find(|version| !crate::harness::FLINK_VERSION_PATTERN.is_match(version))
+            .find(|version| !crate::versions::FLINK_VERSION_PATTERN.is_match(version))
         {
             return Err(invalid(
                 "flink.supportedVersions",
@@ -298,10 +298,10 @@ impl Config {
             ));
         }
         let harness = &self.harness;
-        if !crate::harness::is_beam_version(&harness.beam_version) {
+        if !crate::versions::is_beam_version(&harness.beam_version) {
             return Err(invalid("harness.beamVersion", "must be a Beam release such as 2.77.0"));
         }
-        if !crate::harness::is_python_minor(&harness.python_version) {
+        if !crate::versions::is_python_minor(&harness.python_version) {
             return Err(invalid("harness.pythonVersion", "must be a Python minor such as 3.11"));
         }
         if !(1..=65535).contains(&harness.port) {

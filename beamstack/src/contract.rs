@@ -58,6 +58,18 @@ pub fn python_sdk_image(repository: &str, python_minor: &str, beam_version: &str
     )
 }
 
+/// A runner name Beamstack cannot launch on, with what to use instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownRunner {
+    #[error(
+        "the Samza runner cannot be used: Beam removed it (discontinued as of Beam 2.74.0) and no Samza operator or \
+         CRD exists for Kubernetes. Use --runner flink (the default) or --runner spark."
+    )]
+    Samza,
+    #[error("unknown runner `{0}`: use flink or spark")]
+    Other(String),
+}
+
 /// The runners Beamstack launches pipelines on, each through its operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Runner {
@@ -67,17 +79,12 @@ pub enum Runner {
 
 impl Runner {
     /// A runner named on a command line or in a file; Samza and unknown names get what to use instead.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, UnknownRunner> {
         match text.to_ascii_lowercase().as_str() {
             "flink" => Ok(Runner::Flink),
             "spark" => Ok(Runner::Spark),
-            "samza" => Err(
-                "the Samza runner cannot be used: Beam removed it (discontinued as of Beam 2.74.0) and no \
-                            Samza operator or CRD exists for Kubernetes. Use --runner flink (the default) or \
-                            --runner spark."
-                    .into(),
-            ),
-            other => Err(format!("unknown runner `{other}`: use flink or spark")),
+            "samza" => Err(UnknownRunner::Samza),
+            other => Err(UnknownRunner::Other(other.to_owned())),
         }
     }
 
@@ -117,12 +124,17 @@ mod tests {
     fn runners_parse_case_insensitively_and_samza_says_what_to_use() {
         assert_eq!(Runner::parse("Flink"), Ok(Runner::Flink));
         assert_eq!(Runner::parse("spark"), Ok(Runner::Spark));
-        let samza = Runner::parse("samza").unwrap_err();
+        let samza = Runner::parse("samza").unwrap_err().to_string();
         assert!(
             samza.contains("Beam removed it") && samza.contains("--runner flink"),
             "{samza}"
         );
-        assert!(Runner::parse("dataflow").unwrap_err().contains("use flink or spark"));
+        assert!(
+            Runner::parse("dataflow")
+                .unwrap_err()
+                .to_string()
+                .contains("use flink or spark")
+        );
     }
 
     #[test]

@@ -5,35 +5,10 @@
 //! The harness must match the launcher exactly: Beam refuses a worker pool of another Beam or Python version.
 
 use crate::config::HarnessConfig;
-use regex::Regex;
+use crate::versions::{is_beam_version, is_python_minor};
 use serde_json::Value;
-use std::sync::LazyLock;
 
 use crate::contract::{ANNOTATION_BEAM_VERSION, ANNOTATION_HARNESS_IMAGE, ANNOTATION_PYTHON_VERSION, ANNOTATION_SDK};
-
-pub static FLINK_VERSION_PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^v\d+_\d+$").unwrap());
-static BEAM_VERSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d+\.\d+\.\d+(?:[-.]?(?:rc|dev)\d*)?$").unwrap());
-static PYTHON_MINOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^3\.\d{1,2}$").unwrap());
-/// `…/beam_python3.11_sdk:2.77.0`, with any registry or repository in front and an optional digest behind.
-static PYTHON_SDK_IMAGE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|/)beam_python(\d+\.\d+)_sdk(?::([^@/]+))?(?:@.*)?$").unwrap());
-
-pub fn is_beam_version(text: &str) -> bool {
-    BEAM_VERSION.is_match(text)
-}
-
-pub fn is_python_minor(text: &str) -> bool {
-    PYTHON_MINOR.is_match(text)
-}
-
-/// A Beam Python SDK image's Python minor and tag, if `image` is one.
-pub fn parse_python_sdk_image(image: &str) -> Option<(String, Option<String>)> {
-    let captures = PYTHON_SDK_IMAGE.captures(image)?;
-    Some((
-        captures[1].to_owned(),
-        captures.get(2).map(|tag| tag.as_str().to_owned()),
-    ))
-}
 
 /// The harness an annotated object asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,32 +142,5 @@ mod tests {
             named,
             [ANNOTATION_SDK, ANNOTATION_BEAM_VERSION, ANNOTATION_PYTHON_VERSION]
         );
-    }
-
-    #[test]
-    fn sdk_images_are_recognised() {
-        assert_eq!(
-            parse_python_sdk_image("apache/beam_python3.11_sdk:2.77.0"),
-            Some(("3.11".into(), Some("2.77.0".into())))
-        );
-        assert_eq!(
-            parse_python_sdk_image("registry:5000/mirror/beam_python3.10_sdk:2.76.0@sha256:abc"),
-            Some(("3.10".into(), Some("2.76.0".into())))
-        );
-        assert_eq!(
-            parse_python_sdk_image("apache/beam_python3.9_sdk"),
-            Some(("3.9".into(), None))
-        );
-        assert_eq!(parse_python_sdk_image("flink:1.20"), None);
-        assert_eq!(parse_python_sdk_image("apache/not_beam_python3.11_sdk:2.77.0"), None);
-    }
-
-    #[test]
-    fn versions() {
-        assert!(is_beam_version("2.77.0"));
-        assert!(is_beam_version("2.78.0rc1"));
-        assert!(!is_beam_version("2.77"));
-        assert!(is_python_minor("3.11"));
-        assert!(!is_python_minor("3.11.4"));
     }
 }

@@ -1,6 +1,9 @@
-//! The runner custom resources Beamstack handles, recognised by group, version and kind.
+//! The runner custom resources Beamstack handles, recognised by group, version and kind, and where each keeps its
+//! pods: the containers, images and volumes of its pod templates.
 
 use crate::contract::Runner;
+use crate::tree::{dotted, get};
+use serde_json::Value;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,7 +30,7 @@ impl RunnerKind {
     }
 
     /// The kind of a bare object, from its `apiVersion` and `kind`.
-    pub fn of_object(object: &serde_json::Value) -> Option<Self> {
+    pub fn of_object(object: &Value) -> Option<Self> {
         let api_version = object.get("apiVersion")?.as_str()?;
         let (group, version) = api_version.split_once('/')?;
         Self::from_gvk(group, version, object.get("kind")?.as_str()?)
@@ -62,6 +65,87 @@ impl RunnerKind {
         match self {
             RunnerKind::ScheduledSparkApplication => &["spec", "template"],
             _ => &["spec"],
+        }
+    }
+
+    /// Every image an object names, with its field path.
+    pub fn images_of(self, object: &Value) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut image_at = |path: &[&str]| {
+            if let Some(image) = get(object, path).and_then(Value::as_str) {
+                found.push((path.join("."), image.to_owned()));
+            }
+        };
+        match self.runner() {
+            Runner::Flink => image_at(&["spec", "image"]),
+            Runner::Spark => {
+                let spec = self.spec_path();
+                image_at(&[spec, &["image"]].concat());
+                for role in ["driver", "executor"] {
+                    image_at(&[spec, &[role, "image"]].concat());
+                }
+            }
+        }
+        for (path, container) in self.containers_of(object) {
+            if let Some(image) = container.get("image").and_then(Value::as_str) {
+                found.push((format!("{path}.image"), image.to_owned()));
+            }
+        }
+        found
+    }
+
+    /// Every container an object declares (pod templates, sidecars, init containers), with its field path.
+    pub fn containers_of(self, object: &Value) -> Vec<(String, &Value)> {
+        let mut found = Vec::new();
+        for (path, key) in self.container_lists() {
+            if let Some(list) = get(object, &[&path[..], &[key]].concat()).and_then(Value::as_array) {
+                for (index, container) in list.iter().enumerate() {
+                    found.push((dotted(&path, &format!("{key}[{index}]")), container));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every volume an object declares, with its field path.
+    pub fn volumes_of(self, object: &Value) -> Vec<(String, &Value)> {
+        let owners: Vec<Vec<&str>> = match self.runner() {
+            Runner::Flink => vec![
+                vec!["spec", "podTemplate", "spec"],
+                vec!["spec", "jobManager", "podTemplate", "spec"],
+                vec!["spec", "taskManager", "podTemplate", "spec"],
+            ],
+            Runner::Spark => vec![self.spec_path().to_vec()],
+        };
+        let mut found = Vec::new();
+        for owner in owners {
+            if let Some(list) = get(object, &[&owner[..], &["volumes"]].concat()).and_then(Value::as_array) {
+                for (index, volume) in list.iter().enumerate() {
+                    found.push((dotted(&owner, &format!("volumes[{index}]")), volume));
+                }
+            }
+        }
+        found
+    }
+
+    /// Where an object keeps lists of containers: (path of the owner, key of the list).
+    fn container_lists(self) -> Vec<(Vec<&'static str>, &'static str)> {
+        match self.runner() {
+            Runner::Flink => [
+                vec!["spec", "podTemplate", "spec"],
+                vec!["spec", "jobManager", "podTemplate", "spec"],
+                vec!["spec", "taskManager", "podTemplate", "spec"],
+            ]
+            .into_iter()
+            .flat_map(|template| [(template.clone(), "initContainers"), (template, "containers")])
+            .collect(),
+            Runner::Spark => ["driver", "executor"]
+                .into_iter()
+                .flat_map(|role| {
+                    let owner = [self.spec_path(), &[role]].concat();
+                    [(owner.clone(), "initContainers"), (owner, "sidecars")]
+                })
+                .collect(),
         }
     }
 }

@@ -7,9 +7,11 @@
 //! - `admission`: AdmissionReview in, answer out.
 //! - `mutate`: defaults and the Beam SDK harness, as a JSON patch.
 //! - `validate`: the built-in rules, every violation with its field.
-//! - `policy`: RunnerPolicies in CEL, tenants and their usage, and the offline policy-test runner.
+//! - `policy`: RunnerPolicies in CEL, tenants and their usage.
+//! - `policy_test`: the offline policy-test runner, through the whole admission.
 //! - `harness`: what marks a pipeline and which harness image it needs.
-//! - `kinds`: the runner kinds and where each keeps its pods.
+//! - `images`, `versions`: how image references and Beam, Python and Flink versions are read.
+//! - `kinds`: the runner kinds and where each keeps its pods, containers, images and volumes.
 //! - `units`: Flink, Spark and Kubernetes memory and cpu notations.
 //! - `config`: the webhook's configuration file.
 //! - `tree`: reading and writing paths in JSON objects.
@@ -18,12 +20,15 @@ pub mod admission;
 pub mod config;
 pub mod contract;
 pub mod harness;
+pub mod images;
 pub mod kinds;
 pub mod mutate;
 pub mod policy;
+pub mod policy_test;
 pub mod tree;
 pub mod units;
 pub mod validate;
+pub mod versions;
 
 pub use mutate::MERGE_BY_NAME_KEY;
 

@@ -149,6 +149,16 @@ pub fn merge_missing(slot: &mut Value, value: Value) -> bool {
     }
 }
 
+/// Joins a spec path and a field into the dotted form used in change notes and violations.
+pub fn dotted(path: &[&str], field: &str) -> String {
+    let mut out = path.join(".");
+    if !field.is_empty() {
+        out.push('.');
+        out.push_str(field);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

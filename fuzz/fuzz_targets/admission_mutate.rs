@@ -14,7 +14,7 @@
 
 use arbitrary::Arbitrary;
 use beamstack::admission::Endpoint;
-use beamstack::policy::testing::review_of;
+use beamstack::admission::review::review_of;
 use beamstack_fuzz::{admission, check_answer, fixture, patch_of, reset};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};

@@ -3,7 +3,7 @@
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::config::Config;
 use beamstack::policy::engine::Engine;
-use beamstack::policy::load::{DirectorySource, Reload};
+use beamstack::policy::load::DirectorySource;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -322,32 +322,29 @@ fn admission_with_policies(
     policies: Option<&std::path::Path>,
     cluster: bool,
 ) -> Result<(Admission, Option<DirectorySource>), String> {
-    let engine = Engine::standard();
     let Some(dir) = policies else {
         // Policies and tenants may come from the cluster alone.
         let admission = if cluster {
-            Admission::with_engine(config, engine)
+            Admission::with_engine(config, Engine::standard())
         } else {
             Admission::new(config)
         };
         return Ok((admission, None));
     };
-    let source = DirectorySource::new(dir);
-    match source.poll(&engine) {
-        Reload::Installed { policies, tenants } => {
-            tracing::info!(policies, tenants, dir = %dir.display(), "policies loaded");
+    match Admission::with_policy_folder(config, dir) {
+        Ok((admission, source, loaded)) => {
+            tracing::info!(policies = loaded.policies, tenants = loaded.tenants, dir = %dir.display(), "policies loaded");
+            Ok((admission, Some(source)))
         }
-        Reload::Unchanged => {}
-        Reload::Rejected(errors) => {
+        Err(errors) => {
             let listed: Vec<String> = errors.iter().map(|error| format!("  {error}")).collect();
-            return Err(format!(
+            Err(format!(
                 "the policies in {} do not load:\n{}",
                 dir.display(),
                 listed.join("\n")
-            ));
+            ))
         }
     }
-    Ok((Admission::with_engine(config, engine), Some(source)))
 }
 
 async fn wait_for_signal() {

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::kinds::RunnerKind;
 use crate::mutate::{self, Changes};
 use crate::policy::engine::{self, Engine, PolicyStat};
+use crate::policy::load::{DirectorySource, LoadError, Reload};
 use crate::policy::model::{RunnerPolicy, Tenant};
 use crate::validate::{self, Subject, Violation};
 use base64::Engine as _;
@@ -21,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, Status
 use review::{AdmissionRequest, AdmissionResponse, AdmissionReviewRequest, AdmissionReviewResponse, Operation};
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,13 @@ pub struct Admission {
 /// Our own API group: the webhook judges RunnerPolicy and Tenant objects too.
 const OWN_GROUP: &str = crate::policy::model::GROUP;
 
+/// How many policies and tenants a policy folder held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub policies: usize,
+    pub tenants: usize,
+}
+
 impl Admission {
     pub fn new(config: Config) -> Self {
         Self {
@@ -113,6 +122,20 @@ impl Admission {
             config: Arc::new(config),
             engine: Some(engine),
         }
+    }
+
+    /// Policy-backed: a fresh engine with the policies and tenants of the folder `dir` in force. Nothing is in
+    /// force until all of it compiles, so every error comes back at once. The source re-reads the folder into the
+    /// same engine when its files change (the webhook polls it); the counts say what was loaded.
+    pub fn with_policy_folder(config: Config, dir: &Path) -> Result<(Self, DirectorySource, Loaded), Vec<LoadError>> {
+        let engine = Engine::standard();
+        let source = DirectorySource::new(dir);
+        let loaded = match source.poll(&engine) {
+            Reload::Installed { policies, tenants } => Loaded { policies, tenants },
+            Reload::Unchanged => Loaded::default(),
+            Reload::Rejected(errors) => return Err(errors),
+        };
+        Ok((Self::with_engine(config, engine), source, loaded))
     }
 
     pub fn config(&self) -> &Config {
@@ -352,16 +375,9 @@ impl Admission {
             },
             "Tenant" => match serde_json::from_value::<Tenant>(object.clone()) {
                 Err(error) => Some(("spec".to_owned(), format!("not a valid Tenant: {error}"))),
-                Ok(tenant) => {
-                    crate::policy::check_tenant(&tenant)
-                        .err()
-                        .map(|message| match message.split_once(": ") {
-                            Some((field, message)) if field.starts_with("spec") => {
-                                (field.to_owned(), message.to_owned())
-                            }
-                            _ => ("spec".to_owned(), message),
-                        })
-                }
+                Ok(tenant) => crate::policy::check_tenant(&tenant)
+                    .err()
+                    .map(|bad| (bad.field.to_owned(), bad.problem)),
             },
             _ => None,
         };

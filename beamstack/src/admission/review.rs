@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::core::GroupVersionKind;
 pub use kube::core::admission::Operation;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -113,4 +113,26 @@ impl AdmissionReviewResponse {
             .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+/// The AdmissionReview the API server would send for `object` (a dry run by `kubectl-beam`): what the offline
+/// checks, the fuzz targets and the benchmarks feed the admission code.
+pub fn review_of(object: &Value, old: Option<&Value>, operation: &str) -> Value {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "00000000-0000-0000-0000-000000000000",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "name": object.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "namespace": object.pointer("/metadata/namespace").cloned().unwrap_or(json!("default")),
+            "operation": operation,
+            "userInfo": {"username": "kubectl-beam", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": old.cloned().unwrap_or(Value::Null),
+            "dryRun": true
+        }
+    })
 }

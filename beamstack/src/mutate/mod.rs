@@ -106,13 +106,3 @@ pub fn annotate(object: &mut Value, changes: &Changes) {
         );
     }
 }
-
-/// Joins a spec path and a field into the dotted form used in change notes and violations.
-pub(crate) fn dotted(path: &[&str], field: &str) -> String {
-    let mut out = path.join(".");
-    if !field.is_empty() {
-        out.push('.');
-        out.push_str(field);
-    }
-    out
-}

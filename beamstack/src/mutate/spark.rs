@@ -1,9 +1,10 @@
 //! SparkApplication defaults and harness injection (also applied to a ScheduledSparkApplication's `spec.template`).
 
-use super::{Changes, dotted, harness};
+use super::{Changes, harness};
 use crate::config::{HarnessConfig, SparkConfig};
 use crate::harness::HarnessSpec;
 use crate::tree;
+use crate::tree::dotted;
 use serde_json::Value;
 
 const ROLES: [&str; 2] = ["driver", "executor"];

@@ -235,13 +235,11 @@ pub fn build(
                 Err(error) => errors.push(error),
             },
             (Some("beamstack.dev/v1alpha1"), Some("Tenant")) => match decode::<Tenant>(document).and_then(|tenant| {
-                super::check_tenant(&tenant)
-                    .map(|()| tenant)
-                    .map_err(|message| LoadError {
-                        file: document.file.clone(),
-                        line: document.line,
-                        message,
-                    })
+                super::check_tenant(&tenant).map(|()| tenant).map_err(|bad| LoadError {
+                    file: document.file.clone(),
+                    line: document.line,
+                    message: bad.to_string(),
+                })
             }) {
                 Ok(tenant) => tenants.push(tenant),
                 Err(error) => errors.push(error),

@@ -7,6 +7,8 @@
 //! - `reads`: which parts of the object a policy reads, so a request converts only those.
 //! - `demand`, `usage`, `tenants`: what a job asks for, what a tenant runs, which tenant a namespace is.
 //! - `load`: policies and tenants from YAML files.
+//!
+//! The policy-test runner, which runs cases through the whole admission, is the crate's `policy_test` module.
 
 pub mod compile;
 pub mod demand;
@@ -16,14 +18,22 @@ pub mod model;
 pub mod reads;
 pub mod runtime;
 pub mod tenants;
-pub mod testing;
 pub mod usage;
 
 use crate::units::Quantity;
 use model::Tenant;
 
+/// A Tenant its schema lets through but Beamstack cannot count against: the field and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct BadTenant {
+    pub field: &'static str,
+    pub problem: String,
+}
+
 /// Checks a Tenant beyond its schema: quantities must parse and counts must not be negative.
-pub fn check_tenant(tenant: &Tenant) -> Result<(), String> {
+pub fn check_tenant(tenant: &Tenant) -> Result<(), BadTenant> {
+    let bad = |field: &'static str, problem: String| BadTenant { field, problem };
     let budget = &tenant.spec.budget;
     let per_job = budget.per_job.clone().unwrap_or_default();
     for (field, quantity) in [
@@ -35,10 +45,10 @@ pub fn check_tenant(tenant: &Tenant) -> Result<(), String> {
         if let Some(quantity) = quantity {
             match Quantity::parse(&quantity.0) {
                 Ok(parsed) if parsed.value().is_sign_negative() => {
-                    return Err(format!("{field}: must not be negative"));
+                    return Err(bad(field, "must not be negative".into()));
                 }
                 Ok(_) => {}
-                Err(error) => return Err(format!("{field}: {error}")),
+                Err(error) => return Err(bad(field, error.to_string())),
             }
         }
     }
@@ -48,11 +58,14 @@ pub fn check_tenant(tenant: &Tenant) -> Result<(), String> {
         ("spec.budget.perJob.workers", per_job.workers),
     ] {
         if count.is_some_and(|count| count < 0) {
-            return Err(format!("{field}: must not be negative"));
+            return Err(bad(field, "must not be negative".into()));
         }
     }
     if tenant.spec.namespaces.is_empty() && tenant.spec.namespace_selector.is_none() {
-        return Err("spec: name the tenant's namespaces, or give a namespaceSelector".into());
+        return Err(bad(
+            "spec",
+            "name the tenant's namespaces, or give a namespaceSelector".into(),
+        ));
     }
     Ok(())
 }

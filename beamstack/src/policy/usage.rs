@@ -121,17 +121,26 @@ impl UsageLedger {
     }
 }
 
+/// A stated usage total with an amount that is not a quantity, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct BadUsage {
+    pub key: &'static str,
+    pub problem: String,
+}
+
 /// A usage total from a stated file: `{cpu: "12", memory: "40Gi", jobs: 3, workers: 10}`.
-pub fn usage_from_json(value: &serde_json::Value) -> Result<Demand, String> {
-    let quantity = |key: &str| -> Result<Option<Quantity>, String> {
+pub fn usage_from_json(value: &serde_json::Value) -> Result<Demand, BadUsage> {
+    let quantity = |key: &'static str| -> Result<Option<Quantity>, BadUsage> {
+        let bad = |problem: String| BadUsage { key, problem };
         value
             .get(key)
             .map(|amount| match amount {
-                serde_json::Value::String(text) => Quantity::parse(text).map_err(|error| format!("{key}: {error}")),
+                serde_json::Value::String(text) => Quantity::parse(text).map_err(|error| bad(error.to_string())),
                 serde_json::Value::Number(number) => {
-                    Quantity::parse(&number.to_string()).map_err(|error| format!("{key}: {error}"))
+                    Quantity::parse(&number.to_string()).map_err(|error| bad(error.to_string()))
                 }
-                other => Err(format!("{key}: expected a quantity, got {other}")),
+                other => Err(bad(format!("expected a quantity, got {other}"))),
             })
             .transpose()
     };

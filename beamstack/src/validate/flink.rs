@@ -2,10 +2,11 @@
 
 use super::{Subject, Violation};
 use crate::config::Config;
-use crate::harness::{self, FLINK_VERSION_PATTERN};
+use crate::harness;
 use crate::mutate::MERGE_BY_NAME_KEY;
 use crate::tree::{self, flatten_keys, get, get_str};
 use crate::units;
+use crate::versions::FLINK_VERSION_PATTERN;
 use regex::Regex;
 use serde_json::Value;
 use std::sync::LazyLock;

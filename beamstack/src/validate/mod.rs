@@ -14,8 +14,6 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 
-pub use images::{containers_of, images_of, normalize_image, volumes_of};
-
 /// One broken rule: the field it concerns, what is wrong and what to do, and the rule's name (a metric label).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -104,5 +102,5 @@ pub(crate) fn count_fault(value: &serde_json::Value) -> Option<String> {
 }
 
 pub(crate) fn field(path: &[&str], rest: &str) -> String {
-    crate::mutate::dotted(path, rest)
+    crate::tree::dotted(path, rest)
 }

@@ -300,13 +300,6 @@ fn emit_input() -> Json {
     let review = bench::validate_review(&admission);
     let object = review["request"]["object"].clone();
     let kind = RunnerKind::of_object(&object).expect("a runner object");
-    let namespace = review["request"]["namespace"].as_str().unwrap_or("team-a");
-    let subject = beamstack::validate::Subject {
-        kind,
-        object: &object,
-        old_object: None,
-        namespace: Some(namespace),
-    };
     let listed = |entries: Vec<(String, Json)>, key: &str| {
         Json::Array(
             entries
@@ -315,15 +308,18 @@ fn emit_input() -> Json {
                 .collect(),
         )
     };
-    let containers = beamstack::validate::containers_of(&subject)
+    let containers = kind
+        .containers_of(&object)
         .into_iter()
         .map(|(path, container)| (path, container.clone()))
         .collect();
-    let images = beamstack::validate::images_of(&subject)
+    let images = kind
+        .images_of(&object)
         .into_iter()
         .map(|(path, image)| (path, Json::String(image)))
         .collect();
-    let volumes = beamstack::validate::volumes_of(&subject)
+    let volumes = kind
+        .volumes_of(&object)
         .into_iter()
         .map(|(path, volume)| (path, volume.clone()))
         .collect();

@@ -17,8 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use beamstack::admission::{Admission, Endpoint};
 use beamstack::config::Config;
-use beamstack::policy::engine::Engine;
-use beamstack::policy::load::{DirectorySource, Reload};
+use beamstack::policy::load::DirectorySource;
 use clap::{Parser, Subcommand};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -106,19 +105,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn admission_from(dir: &Path) -> Admission {
-    let engine = Engine::standard();
-    match DirectorySource::new(dir).poll(&engine) {
-        Reload::Installed { .. } => {}
-        other => panic!("the policies in {} do not load: {other:?}", dir.display()),
+fn admission_from(dir: &Path) -> (Admission, DirectorySource) {
+    match Admission::with_policy_folder(Config::default(), dir) {
+        Ok((admission, source, _)) => (admission, source),
+        Err(errors) => panic!("the policies in {} do not load: {errors:?}", dir.display()),
     }
-    Admission::with_engine(Config::default(), engine)
 }
 
 fn prepare(out: &Path) {
     let policies = out.join("policies");
     bench::write_policy_folder(&policies);
-    let admission = admission_from(&policies);
+    let (admission, _) = admission_from(&policies);
     let mutate = serde_json::to_vec(&bench::mutate_review()).expect("JSON");
     let validate = serde_json::to_vec(&bench::validate_review(&admission)).expect("JSON");
     for (name, endpoint, body) in [
@@ -189,7 +186,7 @@ fn webhook(
 ) {
     // As beam-webhook serve: JSON logs at info, one line per admission (run.sh sends them to /dev/null).
     webhook::telemetry::init(webhook::telemetry::LogFormat::Json, "info").expect("logging");
-    let admission = admission_from(policies);
+    let (admission, source) = admission_from(policies);
     let engine = Arc::clone(admission.engine().expect("engine"));
     let started = Instant::now();
     let seen = bench::fill(&engine, runners);
@@ -207,7 +204,7 @@ fn webhook(
     };
     let runtime = runtime();
     runtime.block_on(async {
-        let server = Server::start(&options, admission, Some(DirectorySource::new(policies)), None)
+        let server = Server::start(&options, admission, Some(source), None)
             .await
             .expect("server starts");
         let (rss, peak) = bench::rss();

@@ -74,7 +74,8 @@ fn settings(
         None => pipeline.name(),
     };
     let mut settings = RunSettings::new(&name, &namespace(global), versions);
-    settings.runner = Runner::parse(args.runner.as_deref().or(defaults.runner.as_deref()).unwrap_or("flink"))?;
+    settings.runner = Runner::parse(args.runner.as_deref().or(defaults.runner.as_deref()).unwrap_or("flink"))
+        .map_err(|error| error.to_string())?;
     settings.session = args.session.clone();
     settings.image = args.image.clone().or(defaults.image.clone());
     if let Some(repository) = &defaults.image_repository {

@@ -2,18 +2,15 @@
 
 use beamstack::admission::Admission;
 use beamstack::config::Config;
-use beamstack::policy::engine::{Engine, Limits};
 use beamstack::policy::load;
-use beamstack::policy::runtime::Runtime;
-use beamstack::policy::testing::{self, CaseResult};
 use beamstack::policy::usage::usage_from_json;
+use beamstack::policy_test::{self, CaseResult};
 use clap::{Args, Subcommand};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -81,7 +78,7 @@ fn table() -> Table {
 }
 
 fn test(args: TestArgs, json: bool) -> Result<ExitCode, String> {
-    let results = testing::run_folder(&args.path)
+    let results = policy_test::run_folder(&args.path)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     let failed = results.iter().filter(|result| !result.passed).count();
     match json {
@@ -141,11 +138,8 @@ fn eval(args: EvalArgs, json: bool) -> Result<ExitCode, String> {
         Some(path) => Config::from_file(path).map_err(|error| error.to_string())?,
         None => Config::default(),
     };
-    let documents = load::read(&args.policies).map_err(join_errors)?;
-    let runtime = Arc::new(Runtime::new());
-    let (set, policies, tenants) = load::build(&documents, &runtime).map_err(join_errors)?;
-    let engine = Arc::new(Engine::new(runtime, Limits::default()));
-    engine.install(set);
+    let (admission, _, loaded) = Admission::with_policy_folder(config, &args.policies).map_err(join_errors)?;
+    let engine = admission.engine().expect("a policy-backed admission has an engine");
     if let Some(path) = &args.usage {
         let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
         let usage: serde_json::Map<String, Value> =
@@ -157,18 +151,17 @@ fn eval(args: EvalArgs, json: bool) -> Result<ExitCode, String> {
     }
     eprintln!(
         "{} policies, {} tenants from {}",
-        policies.len(),
-        tenants.len(),
+        loaded.policies,
+        loaded.tenants,
         args.policies.display()
     );
-    let admission = Admission::with_engine(config, engine);
     let mut any_denied = false;
     let mut reports = Vec::new();
     for file in &args.resources {
         let text = std::fs::read_to_string(file).map_err(|error| format!("{}: {error}", file.display()))?;
         for document in load::documents(file, &text).map_err(|error| error.to_string())? {
             let object = &document.value;
-            let evaluation = testing::evaluate(&admission, object, None, "CREATE")
+            let evaluation = policy_test::evaluate(&admission, object, None, "CREATE")
                 .map_err(|error| format!("{}:{}: {error}", file.display(), document.line))?;
             any_denied |= !evaluation.allowed;
             let name = format!(

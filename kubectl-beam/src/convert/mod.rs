@@ -47,6 +47,8 @@ pub const PIPELINE_MOUNT: &str = "/etc/beam/pipeline";
 /// Where the JobManager finds the pipeline's executable jar (Flink's folder for user jars in application mode).
 pub const USRLIB: &str = "/opt/flink/usrlib";
 pub const PIPELINE_JAR: &str = "beam-pipeline.jar";
+/// Where the Spark driver finds the pipeline's executable jar.
+const SPARK_JAR_DIR: &str = "/opt/beam/jars";
 /// The job server's jar in Beam's job server image.
 pub const JOB_SERVER_JAR_IN_IMAGE: &str = "/opt/apache/beam/jars/beam-runners-flink-job-server.jar";
 /// The job server's port inside the JobManager pod (its default).

@@ -1,7 +1,6 @@
 //! The pipeline options a run sets, and the launcher that hands them to Beam YAML.
 
-use super::spark::SPARK_JAR_DIR;
-use super::{JOB_SERVER_PORT, PIPELINE_JAR, PIPELINE_MOUNT, RunSettings, Runner, USRLIB};
+use super::{JOB_SERVER_PORT, PIPELINE_JAR, PIPELINE_MOUNT, RunSettings, Runner, SPARK_JAR_DIR, USRLIB};
 use crate::pipeline::Pipeline;
 use crate::pipeline::catalogue::Backing;
 use beamstack::contract::HARNESS_PORT;

@@ -2,13 +2,10 @@
 
 use super::labels::{harness_annotations, labels};
 use super::options::{LAUNCHER_COMMAND, launcher_args};
-use super::{RunSettings, job_server_sidecar, launcher_image, pipeline_mount, pipeline_volume};
+use super::{RunSettings, SPARK_JAR_DIR, job_server_sidecar, launcher_image, pipeline_mount, pipeline_volume};
 use crate::pipeline::Pipeline;
 use beamstack::contract::{SPARK_GROUP, SPARK_VERSION};
 use serde_json::{Value, json};
-
-/// Where the Spark driver finds the pipeline's executable jar.
-pub(super) const SPARK_JAR_DIR: &str = "/opt/beam/jars";
 
 pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
     let jar_dir = SPARK_JAR_DIR;

@@ -443,8 +443,12 @@ impl Engine {
                 for (index, mutation) in policy.mutations.iter().enumerate() {
                     let value = match evaluate(&mutation.expression, &scope).map(|value| to_json(&value)) {
                         Ok(Ok(value)) => value,
-                        Ok(Err(message)) => {
-                            return fail(verdict, format!("mutations[{index}]"), EvalError::Failed(message));
+                        Ok(Err(no_json)) => {
+                            return fail(
+                                verdict,
+                                format!("mutations[{index}]"),
+                                EvalError::Failed(no_json.to_string()),
+                            );
                         }
                         Err(error) => return fail(verdict, format!("mutations[{index}]"), error),
                     };

@@ -47,12 +47,6 @@ impl Engine {
         }
         scope.add_variable_as_val("kind", string(request.kind.kind()));
         // Every container, image and volume wherever the kind keeps them, so rules need not know each layout.
-        let subject = crate::validate::Subject {
-            kind: request.kind,
-            object: request.object,
-            old_object: request.old_object,
-            namespace: Some(request.namespace),
-        };
         let listed = |entries: Vec<(String, Json)>, key: &str| {
             let items: Vec<Json> = entries
                 .into_iter()
@@ -61,21 +55,27 @@ impl Engine {
             to_val(&Json::Array(items))
         };
         if needs("containers") {
-            let containers = crate::validate::containers_of(&subject)
+            let containers = request
+                .kind
+                .containers_of(request.object)
                 .into_iter()
                 .map(|(p, c)| (p, c.clone()))
                 .collect();
             scope.add_variable_as_val("containers", listed(containers, "container"));
         }
         if needs("images") {
-            let images = crate::validate::images_of(&subject)
+            let images = request
+                .kind
+                .images_of(request.object)
                 .into_iter()
                 .map(|(p, i)| (p, Json::String(i)))
                 .collect();
             scope.add_variable_as_val("images", listed(images, "image"));
         }
         if needs("volumes") {
-            let volumes = crate::validate::volumes_of(&subject)
+            let volumes = request
+                .kind
+                .volumes_of(request.object)
                 .into_iter()
                 .map(|(p, v)| (p, v.clone()))
                 .collect();

@@ -46,7 +46,7 @@ pub(super) fn find_all(This(text): This<Arc<String>>, pattern: Arc<String>) -> R
 
 /// `normalizeImage('flink:1.20') == 'docker.io/library/flink:1.20'`: Docker's implicit registry spelled out.
 pub(super) fn normalize_image(image: Arc<String>) -> Value {
-    Value::from(crate::validate::normalize_image(&image))
+    Value::from(crate::images::normalize_image(&image))
 }
 
 pub(super) fn lower_ascii(This(text): This<Arc<String>>) -> Value {

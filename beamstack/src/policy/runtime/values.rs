@@ -68,8 +68,13 @@ pub fn to_cel(value: &serde_json::Value) -> Value {
     }
 }
 
+/// A CEL value that JSON cannot hold (a NaN, a type, a function), named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} has no JSON form")]
+pub struct NoJsonForm(String);
+
 /// A CEL value as JSON, for mutations. Quantities become their string form.
-pub fn to_json(value: &Value) -> Result<serde_json::Value, String> {
+pub fn to_json(value: &Value) -> Result<serde_json::Value, NoJsonForm> {
     Ok(match value {
         Value::Null => serde_json::Value::Null,
         Value::Bool(flag) => serde_json::Value::Bool(*flag),
@@ -77,7 +82,7 @@ pub fn to_json(value: &Value) -> Result<serde_json::Value, String> {
         Value::UInt(uint) => serde_json::Value::from(*uint),
         Value::Float(float) => serde_json::Number::from_f64(*float)
             .map(serde_json::Value::Number)
-            .ok_or("NaN and infinities have no JSON form")?,
+            .ok_or_else(|| NoJsonForm("NaN and infinities".into()))?,
         Value::String(text) => serde_json::Value::String(text.as_ref().clone()),
         Value::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
         Value::Map(map) => {
@@ -93,15 +98,15 @@ pub fn to_json(value: &Value) -> Result<serde_json::Value, String> {
                     };
                     Ok((key, to_json(value)?))
                 })
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, NoJsonForm>>()?;
             // CEL maps are unordered; sorting keeps mutations deterministic (and so idempotent).
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             serde_json::Value::Object(entries.into_iter().collect())
         }
         Value::Opaque(opaque) => match opaque.downcast_ref::<CelQuantity>() {
             Some(quantity) => serde_json::Value::String(quantity.0.to_string()),
-            None => return Err(format!("a {} has no JSON form", opaque.runtime_type_name())),
+            None => return Err(NoJsonForm(format!("a {}", opaque.runtime_type_name()))),
         },
-        other => return Err(format!("{:?} has no JSON form", other.type_of())),
+        other => return Err(NoJsonForm(format!("{:?}", other.type_of()))),
     })
 }

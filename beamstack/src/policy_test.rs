@@ -1,4 +1,4 @@
-//! Policy tests: resources that must pass and resources that must fail, run offline through the very admission
+//! The offline policy-test runner (`kubectl beam policy test`): resources that must pass and resources that must fail, run offline through the very admission
 //! code the webhook runs (`/mutate`, then `/validate` on the patched object).
 //!
 //! A `PolicyTest` file names the policy files under test, the tenants, namespaces and usage the cases assume, and
@@ -24,14 +24,15 @@
 //!       messageContains: would use
 //! ```
 
-use super::engine::{Engine, Limits, PolicySet};
-use super::load::{self, Document, LoadError};
-use super::model::Tenant;
-use super::runtime::Runtime;
-use super::tenants::TenantDirectory;
-use super::usage::usage_from_json;
+use crate::admission::review::review_of;
 use crate::admission::{Admission, Endpoint};
 use crate::config::Config;
+use crate::policy::engine::{Engine, Limits, PolicySet};
+use crate::policy::load::{self, Document, LoadError};
+use crate::policy::model::Tenant;
+use crate::policy::runtime::Runtime;
+use crate::policy::tenants::TenantDirectory;
+use crate::policy::usage::usage_from_json;
 use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -208,14 +209,14 @@ fn case_object(case: &Case, base: &Path) -> Result<(Value, Option<Value>), Strin
     };
     let original = object.clone();
     for (path, value) in &case.set {
-        set_path(&mut object, path, value.clone())?;
+        set_path(&mut object, path, value.clone()).map_err(|error| error.to_string())?;
     }
     let old = match &case.old_set {
         None => None,
         Some(overrides) => {
             let mut old = original;
             for (path, value) in overrides {
-                set_path(&mut old, path, value.clone())?;
+                set_path(&mut old, path, value.clone()).map_err(|error| error.to_string())?;
             }
             Some(old)
         }
@@ -223,23 +224,33 @@ fn case_object(case: &Case, base: &Path) -> Result<(Value, Option<Value>), Strin
     Ok((object, old))
 }
 
+/// A `set:` path that does not fit the object, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct BadPath {
+    pub path: String,
+    pub problem: String,
+}
+
 /// Sets (or with null, removes) the value at a dotted path; numeric segments index lists.
-pub fn set_path(object: &mut Value, path: &str, value: Value) -> Result<(), String> {
+pub fn set_path(object: &mut Value, path: &str, value: Value) -> Result<(), BadPath> {
+    let bad = |problem: String| BadPath {
+        path: path.to_owned(),
+        problem,
+    };
     let segments: Vec<&str> = path.split('.').collect();
-    let (last, parents) = segments.split_last().ok_or("empty path")?;
+    let (last, parents) = segments.split_last().ok_or_else(|| bad("empty path".into()))?;
     let mut node = object;
     for segment in parents {
         node = match node {
             Value::Array(items) => {
                 let index: usize = segment
                     .parse()
-                    .map_err(|_| format!("{path}: `{segment}` indexes a list"))?;
-                items
-                    .get_mut(index)
-                    .ok_or_else(|| format!("{path}: no element {index}"))?
+                    .map_err(|_| bad(format!("`{segment}` indexes a list")))?;
+                items.get_mut(index).ok_or_else(|| bad(format!("no element {index}")))?
             }
             Value::Object(map) => map.entry(*segment).or_insert_with(|| json!({})),
-            _ => return Err(format!("{path}: `{segment}` is not inside an object or list")),
+            _ => return Err(bad(format!("`{segment}` is not inside an object or list"))),
         };
     }
     match node {
@@ -250,12 +261,10 @@ pub fn set_path(object: &mut Value, path: &str, value: Value) -> Result<(), Stri
             map.insert((*last).to_owned(), value);
         }
         Value::Array(items) => {
-            let index: usize = last.parse().map_err(|_| format!("{path}: `{last}` indexes a list"))?;
-            *items
-                .get_mut(index)
-                .ok_or_else(|| format!("{path}: no element {index}"))? = value;
+            let index: usize = last.parse().map_err(|_| bad(format!("`{last}` indexes a list")))?;
+            *items.get_mut(index).ok_or_else(|| bad(format!("no element {index}")))? = value;
         }
-        _ => return Err(format!("{path}: the parent is not an object or list")),
+        _ => return Err(bad("the parent is not an object or list".into())),
     }
     Ok(())
 }
@@ -265,28 +274,6 @@ fn get_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
         Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
         Value::Object(map) => map.get(segment),
         _ => None,
-    })
-}
-
-/// Builds the AdmissionReview the API server would send.
-pub fn review_of(object: &Value, old: Option<&Value>, operation: &str) -> Value {
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "00000000-0000-0000-0000-000000000000",
-            "kind": {"group": group, "version": version, "kind": kind},
-            "name": object.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
-            "namespace": object.pointer("/metadata/namespace").cloned().unwrap_or(json!("default")),
-            "operation": operation,
-            "userInfo": {"username": "kubectl-beam", "groups": ["system:authenticated"]},
-            "object": object,
-            "oldObject": old.cloned().unwrap_or(Value::Null),
-            "dryRun": true
-        }
     })
 }
 
@@ -304,16 +291,27 @@ pub struct Evaluation {
     pub audit: BTreeMap<String, String>,
 }
 
+/// Why an object could not be run through the admission at all (a refusal is an `Evaluation`, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluationError {
+    #[error("the AdmissionReview could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the admission code rejected the review: {0}")]
+    Review(String),
+    #[error("the mutation's patch does not apply: {0}")]
+    Patch(#[from] json_patch::PatchError),
+}
+
 pub fn evaluate(
     admission: &Admission,
     object: &Value,
     old: Option<&Value>,
     operation: &str,
-) -> Result<Evaluation, String> {
-    let body = serde_json::to_vec(&review_of(object, old, operation)).map_err(|error| error.to_string())?;
+) -> Result<Evaluation, EvaluationError> {
+    let body = serde_json::to_vec(&review_of(object, old, operation))?;
     let mutated = admission
         .review(Endpoint::Mutate, &body)
-        .map_err(|error| error.message)?;
+        .map_err(|error| EvaluationError::Review(error.message))?;
     let mut evaluation = Evaluation {
         patched: object.clone(),
         ..Evaluation::default()
@@ -328,14 +326,13 @@ pub fn evaluate(
         return Ok(evaluation);
     }
     if let Some(patch) = mutated.review.decoded_patch() {
-        json_patch::patch(&mut evaluation.patched, &patch).map_err(|error| error.to_string())?;
+        json_patch::patch(&mut evaluation.patched, &patch)?;
         evaluation.patch = Some(patch);
     }
-    let body =
-        serde_json::to_vec(&review_of(&evaluation.patched, old, operation)).map_err(|error| error.to_string())?;
+    let body = serde_json::to_vec(&review_of(&evaluation.patched, old, operation))?;
     let validated = admission
         .review(Endpoint::Validate, &body)
-        .map_err(|error| error.message)?;
+        .map_err(|error| EvaluationError::Review(error.message))?;
     let response = &validated.review.response;
     evaluation.allowed = response.allowed;
     evaluation.warnings.extend(response.warnings.iter().cloned());
@@ -385,7 +382,7 @@ fn run_case(admission: &Admission, test: &str, case: &Case, (object, old): (Valu
         Ok(evaluation) => evaluation,
         Err(error) => {
             result.got = "error".into();
-            result.detail = error;
+            result.detail = error.to_string();
             return result;
         }
     };
