@@ -7,7 +7,7 @@ SHELL := /bin/bash
 
 .PHONY: help build release fmt fmt-check lint deny test-unit test demo prereqs cluster-up cluster-down \
 	webhook-stop webhook-start e2e flink-operator fuzz fuzz-build bench bench-quick bench-apiserver \
-	bench-policy-cost bench-policy-breakdown images policy-test
+	bench-policy-cost bench-policy-breakdown images policy-test docs
 
 help: ## list every target with what it does (the default)
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ test-unit: ## unit and integration tests of the workspace (the end-to-end scenar
 
 test: ## every check CI runs, cluster included (scripts/test.sh; root, see README's two commands)
 	bash scripts/test.sh
+
+docs: ## rewrite docs/reference/ from the binaries' --help (a test fails while a page is stale)
+	cargo build --workspace --bins --locked && BEAMSTACK_UPDATE_DOCS=1 cargo test -p e2e --locked --test cli_reference
 
 demo: ## the main job: serve on loopback over TLS, patch and deny reviews, print the metrics, SIGTERM
 	bash scripts/demo.sh

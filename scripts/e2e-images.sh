@@ -27,6 +27,8 @@
 # ($BEAMSTACK_CACHE/containers), so base images are made once per machine.
 #
 #   bash scripts/e2e-images.sh build                   # make what is missing, build the project's images
+#   bash scripts/e2e-images.sh stand-ins               # only the base images and stand-ins (CI makes them beside
+#                                                      # the Go builds, before the project's binaries exist)
 #   bash scripts/e2e-images.sh import CONTAINERD_SOCK  # import every image the cluster runs into containerd
 set -euo pipefail
 
@@ -203,7 +205,9 @@ operator_context() {
     cp -r "$(flink_env FLINK_HOME)/plugins" "$1/plugins"
 }
 
-build() {
+# Everything but the project's own images: the bases and the stand-ins for official images. Needs buildah, Flink's
+# pieces (scripts/flink-local.sh) and two Go tools (scripts/e2e-tools.sh coredns beam-python-boot), not our binaries.
+stand_ins() {
     command -v buildah >/dev/null || { log "no buildah: apt-get install buildah"; exit 1; }
     make_distroless
     make_debian
@@ -223,6 +227,10 @@ build() {
     build_recipe beam-python-sdk "$beam_sdk" "$(sha256sum <"$root/.tools/bin/beam-python-boot")" beam_sdk_context
     build_recipe beam-flink-job-server "$job_server" "$flink_key" job_server_context
     build_recipe flink-kubernetes-operator "$operator" "$flink_key" operator_context
+}
+
+build() {
+    stand_ins
     # The project's images, exactly as a platform team builds them.
     IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" >/dev/null
     # The previous build of our image, now untagged: the store is kept between runs and must not grow with them.
@@ -254,6 +262,7 @@ import() {
 
 case "${1:-}" in
     build) build ;;
+    stand-ins) stand_ins ;;
     import) import "$2" ;;
-    *) echo "usage: $0 build | import CONTAINERD_SOCKET" >&2; exit 2 ;;
+    *) echo "usage: $0 build | stand-ins | import CONTAINERD_SOCKET" >&2; exit 2 ;;
 esac

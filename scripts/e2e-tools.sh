@@ -8,7 +8,11 @@
 # Each binary is built once into a cache outside the checkout ($BEAMSTACK_CACHE, default ~/.cache/beamstack), kept
 # with a stamp naming its version, and linked into .tools/bin; a fresh clone on a warm machine takes a second.
 #
-#   bash scripts/e2e-tools.sh          # build what is missing, print the bin folder
+#   bash scripts/e2e-tools.sh                         # build what is missing, print the bin folder
+#   bash scripts/e2e-tools.sh coredns beam-python-boot  # only those (CI builds what the images need first)
+#
+# Tools: etcd helm kubernetes (its six commands) coredns beam-python-boot actionlint. Each build holds a lock of its
+# own, so two runs at once (CI builds the images' tools beside the rest) build a tool once and the other waits.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,10 +100,6 @@ build_go_command() {
     log "$name built in $((SECONDS - started)) s"
 }
 
-build_go_command etcd "$etcd_version" "go.etcd.io/etcd/server/v3@v$etcd_version" "-s -w"
-build_go_command helm "$helm_version" "helm.sh/helm/v3/cmd/helm@v$helm_version" \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version"
-build_kubernetes
 # CoreDNS with the plugins a cluster's DNS uses (scripts/coredns/main.go says why), built the way its Makefile does
 # (CGO off, the version in coremain).
 build_coredns() {
@@ -120,15 +120,43 @@ build_coredns() {
     stamp coredns "$stamp_text"
     log "coredns built in $((SECONDS - started)) s"
 }
-build_coredns
-# Beam's `boot`, the entry point of its Python SDK image (worker pool and workers), from Beam's Go module. The
-# checksum database has no entry for that module version (404), hence GONOSUMDB for it alone.
-GONOSUMDB=github.com/apache/beam build_go_command beam-python-boot "$beam_boot_version" \
-    "github.com/apache/beam/sdks/v2/python/container@v$beam_boot_version" "-s -w"
-build_go_command actionlint "$actionlint_version" "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" \
-    "-s -w -X github.com/rhysd/actionlint.version=$actionlint_version"
+
+# locked NAME COMMAND...: COMMAND while holding NAME's lock; the stamp check inside it then sees a build that
+# finished while this one waited.
+locked() {
+    local name=$1
+    shift
+    (
+        flock 9
+        "$@"
+    ) 9>"$work/.$name.lock"
+}
+
+build_tool() {
+    case "$1" in
+        etcd) build_go_command etcd "$etcd_version" "go.etcd.io/etcd/server/v3@v$etcd_version" "-s -w" ;;
+        helm) build_go_command helm "$helm_version" "helm.sh/helm/v3/cmd/helm@v$helm_version" \
+            "-s -w -X helm.sh/helm/v3/internal/version.version=v$helm_version" ;;
+        kubernetes) build_kubernetes ;;
+        coredns) build_coredns ;;
+        # Beam's `boot`, the entry point of its Python SDK image (worker pool and workers), from Beam's Go module.
+        # The checksum database has no entry for that module version (404), hence GONOSUMDB for it alone.
+        beam-python-boot) GONOSUMDB=github.com/apache/beam build_go_command beam-python-boot "$beam_boot_version" \
+            "github.com/apache/beam/sdks/v2/python/container@v$beam_boot_version" "-s -w" ;;
+        actionlint) build_go_command actionlint "$actionlint_version" \
+            "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" \
+            "-s -w -X github.com/rhysd/actionlint.version=$actionlint_version" ;;
+        *) log "unknown tool $1 (etcd helm kubernetes coredns beam-python-boot actionlint)"; exit 2 ;;
+    esac
+}
+
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=(etcd helm kubernetes coredns beam-python-boot actionlint)
+for tool in "${tools[@]}"; do
+    locked "$tool" build_tool "$tool"
+done
 
 for command in etcd helm coredns actionlint beam-python-boot "${kubernetes_commands[@]}"; do
-    ln -sfn "$built/$command" "$bin/$command"
+    [[ -x "$built/$command" ]] && ln -sfn "$built/$command" "$bin/$command"
 done
 echo "$bin"

@@ -55,13 +55,18 @@ declare -A background_pids=()
 kill_tree() { local child; for child in $(pgrep -P "$1"); do kill_tree "$child"; done; kill "$1" 2>/dev/null || true; }
 stop_background() { local pid; for pid in "${background_pids[@]}"; do kill_tree "$pid"; done; }
 trap stop_background EXIT
+# The node's images other than ours (bases, stand-ins for official images) follow the downloads they are made
+# from, with the two Go tools they hold built first: on a cold machine that is ~6 minutes of apt, pip, Maven and
+# buildah (mostly waiting on the network and the disk) that no longer sit between the Go builds and the cluster.
 download_steps() {
-  bash scripts/beam-venv.sh && bash scripts/e2e-packages.sh && bash scripts/flink-local.sh
+  bash scripts/beam-venv.sh && bash scripts/e2e-packages.sh && bash scripts/flink-local.sh &&
+    bash scripts/e2e-tools.sh coredns beam-python-boot >/dev/null && bash scripts/e2e-images.sh stand-ins
 }
-# Checks nothing else waits for: clippy, cargo-deny (installed once) and the fuzz targets' build. They run at the
-# lowest CPU priority, so they take only what the critical path leaves idle: little while the builds below fill both
-# cores, most of the cores while the end-to-end scenarios wait on pods and operators. On a cold machine they are
-# about 25 minutes of compiling that no longer sit between the start and the cluster.
+# Checks only the end of the run waits for: clippy, cargo-deny (installed once) and the fuzz targets' build. They run
+# at the lowest CPU priority beside the builds below and the cluster's start, taking what those leave idle, and are
+# waited for before the end-to-end tests: a compile beside the Flink scenarios slowed them twofold on this 2-core
+# machine (1046 s against 507 s alone; nice does not help against two vCPUs sharing a core's caches), and their
+# timeouts are set for a machine that is not compiling.
 check_steps() { # every command checked by hand: `set -e` does not apply inside `background`'s `"$@" || status=$?`
   renice -n 19 -p "$BASHPID" >/dev/null
   export CARGO_BUILD_BUILD_DIR=$checks_build_dir CARGO_TARGET_DIR=$PWD/target/checks
@@ -79,7 +84,7 @@ check_steps() { # every command checked by hand: `set -e` does not apply inside 
   bash scripts/fuzz.sh --build-only
 }
 
-step "started in the background: Beam's venv, Debian's packages, Flink (target/ci-logs/downloads.log); Kubernetes, CoreDNS, helm, actionlint built from Go modules (target/ci-logs/go-tools.log); clippy, cargo-deny and the fuzz build at low priority (target/ci-logs/checks.log)"
+step "started in the background: Beam's venv, Debian's packages, Flink, then the node's base and stand-in images (target/ci-logs/downloads.log); Kubernetes, CoreDNS, helm, actionlint built from Go modules (target/ci-logs/go-tools.log); clippy, cargo-deny and the fuzz build at low priority (target/ci-logs/checks.log)"
 background downloads download_steps
 background go-tools bash scripts/e2e-tools.sh
 background checks check_steps
@@ -99,7 +104,7 @@ export BEAM_WEBHOOK_IMAGE_BIN=$PWD/target/debug/beam-webhook
 step "cargo test --no-run (the test executables, compiled before the cluster is up)"
 cargo test --workspace --locked --no-run
 
-step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar (for the image stand-ins; all cached in $cache)"
+step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar; the base and stand-in images (scripts/e2e-images.sh stand-ins; all cached in $cache)"
 collect downloads
 
 step "Kubernetes 1.34.4, CoreDNS, helm and actionlint, built from their Go modules (cached in $cache/bin)"
@@ -124,13 +129,13 @@ trap 'stop_background; bash scripts/e2e-cluster.sh down' EXIT
 bash scripts/e2e-cluster.sh up
 .tools/bin/kubectl --kubeconfig .e2e/kubeconfig get pods -n beamstack -o wide
 
+step "clippy, cargo-deny and the fuzz build (started at the beginning, at low priority; done before the tests)"
+collect checks
+
 step "cargo test (unit, integration, and the end-to-end scenarios against that cluster)"
 BEAMSTACK_E2E=1 cargo test --workspace --locked 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo '[0-9]+ passed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
-
-step "clippy, cargo-deny and the fuzz build (started at the beginning, at low priority)"
-collect checks
 
 step "fuzzing: every cargo-fuzz target for 50 s after replaying fuzz/regressions, two at a time (scripts/fuzz.sh, fuzz/README.md)"
 # In the build directory the background build used: the targets are built there already.

@@ -163,3 +163,44 @@ fn eval_prints_the_verdict_and_the_patch() {
     );
     assert!(stdout.contains("/spec/podTemplate"), "the patch is shown: {stdout}");
 }
+
+/// The exit statuses `--help` documents: 1 when the answer is no, 2 when the command could not run.
+#[test]
+fn exit_status_says_no_with_1_and_could_not_run_with_2() {
+    let help = text(&beam(&["--help"]).stdout);
+    assert!(
+        help.contains("Exit status") && help.contains("2  the command could not run"),
+        "{help}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "pipeline:\n  transforms:\n    - type: NoSuchTransform\n").unwrap();
+    let invalid = beam(&["validate", broken.to_str().unwrap()]);
+    let stderr = text(&invalid.stderr);
+    assert_eq!(invalid.status.code(), Some(1), "problems in the pipeline: {stderr}");
+    assert!(stderr.contains("NoSuchTransform"), "{stderr}");
+
+    let unreadable_option = beam(&["validate", broken.to_str().unwrap(), "--set", "no-equals-sign"]);
+    assert_eq!(
+        unreadable_option.status.code(),
+        Some(2),
+        "an option it cannot read: {}",
+        text(&unreadable_option.stderr)
+    );
+
+    let no_cluster = Command::new(env!("CARGO_BIN_EXE_kubectl-beam"))
+        .args(["status", "orders", "-n", "data"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .unwrap();
+    assert_eq!(
+        no_cluster.status.code(),
+        Some(2),
+        "no cluster to ask: {}",
+        text(&no_cluster.stderr)
+    );
+
+    let usage = beam(&["run"]);
+    assert_eq!(usage.status.code(), Some(2), "a usage error");
+}

@@ -154,43 +154,21 @@ impl SelfManagedArgs {
         let (true, Some((namespace, name))) = (self.self_managed_certs, self.cert_secret.clone()) else {
             return Ok(None);
         };
-        let span = |duration: Duration| {
-            time::Duration::try_from(duration).map_err(|error| format!("certificate lifetime: {error}"))
+        let valid_for = time::Duration::try_from(self.cert_validity)
+            .map_err(|error| format!("--cert-validity: certificate lifetime: {error}"))?;
+        let serving = ServingCertRequest {
+            service: self.cert_service.clone(),
+            namespace: namespace.clone(),
+            extra_names: self.cert_names.clone(),
+            valid_for,
         };
-        let valid_for = span(self.cert_validity)?;
-        let renew_before = span(self.cert_renew_before)?;
-        if renew_before >= valid_for {
-            return Err(format!(
-                "--cert-renew-before ({}) must be shorter than --cert-validity ({})",
-                humantime::format_duration(self.cert_renew_before),
-                humantime::format_duration(self.cert_validity)
-            ));
-        }
-        let ca_valid_for = match self.ca_validity {
-            Some(duration) => span(duration)?,
-            None => valid_for * 10,
-        };
-        if ca_valid_for <= valid_for + renew_before {
-            return Err(format!(
-                "--ca-validity ({}) must be longer than --cert-validity plus --cert-renew-before, or the CA would be \
-                 replaced at every check",
-                humantime::format_duration(self.ca_validity.unwrap_or_default())
-            ));
-        }
+        let policy =
+            RenewalPolicy::new(serving, self.cert_renew_before, self.ca_validity).map_err(|error| error.to_string())?;
         Ok(Some(SelfManaged {
-            secret_namespace: namespace.clone(),
+            secret_namespace: namespace,
             secret_name: name,
             configuration: self.webhook_configuration.clone(),
-            policy: RenewalPolicy {
-                serving: ServingCertRequest {
-                    service: self.cert_service.clone(),
-                    namespace,
-                    extra_names: self.cert_names.clone(),
-                    valid_for,
-                },
-                renew_before,
-                ca_valid_for,
-            },
+            policy,
             cert_path: serve.tls_cert.clone(),
             key_path: serve.tls_key.clone(),
             check_interval: self.cert_check_interval,

@@ -9,6 +9,10 @@ use kubectl_beam::pods::Role;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The exit status of a command that could not do its work (usage errors get the same from clap); 1 is a "no"
+/// answer, 0 success (the `Exit status` section of `--help`).
+pub const EXIT_COULD_NOT_RUN: u8 = 2;
+
 #[derive(Parser)]
 #[command(
     name = "kubectl-beam",
@@ -16,7 +20,13 @@ use std::time::Duration;
     version,
     about = "Run Beam YAML pipelines on the Flink and Spark Kubernetes operators",
     after_help = "Examples:\n  kubectl beam validate pipeline.yaml\n  kubectl beam run pipeline.yaml --dry-run=client -o yaml\n  \
-                  kubectl beam run pipeline.yaml -n data --parallelism 4\n  kubectl beam policy test policies/"
+                  kubectl beam run pipeline.yaml -n data --parallelism 4\n  kubectl beam policy test policies/\n\n\
+                  Exit status (as kubectl diff's):\n  \
+                  0  done\n  \
+                  1  the answer is no: problems in the pipeline, a failed policy test case, an object a policy\n     \
+                  denies, a failed job, a failed doctor check\n  \
+                  2  the command could not run: a usage error, input it cannot read, an unreachable cluster,\n     \
+                  an API error"
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -57,7 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            args::EXIT_COULD_NOT_RUN.into()
         }
     }
 }

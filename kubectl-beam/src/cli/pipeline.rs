@@ -28,20 +28,30 @@ fn load_options(args: &PipelineArgs) -> Result<LoadOptions, String> {
 }
 
 fn load(args: &PipelineArgs) -> Result<pipeline::Pipeline, String> {
-    pipeline::load(&args.file, &load_options(args)?).map_err(|errors| {
-        let count = errors.len();
-        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        format!(
-            "{} has {count} problem{}:\n{}",
-            args.file.display(),
-            if count == 1 { "" } else { "s" },
-            listed.join("\n")
-        )
-    })
+    pipeline::load(&args.file, &load_options(args)?).map_err(|errors| problems(args, &errors))
 }
 
+/// A pipeline's problems, one a line, under a line that counts them.
+fn problems<E: ToString>(args: &PipelineArgs, errors: &[E]) -> String {
+    let count = errors.len();
+    let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!(
+        "{} has {count} problem{}:\n{}",
+        args.file.display(),
+        if count == 1 { "" } else { "s" },
+        listed.join("\n")
+    )
+}
+
+/// Problems found in the pipeline are the command's answer (exit 1); options it cannot read stop it (exit 2).
 pub(super) fn validate(args: &PipelineArgs) -> Result<ExitCode, String> {
-    let pipeline = load(args)?;
+    let pipeline = match pipeline::load(&args.file, &load_options(args)?) {
+        Ok(pipeline) => pipeline,
+        Err(errors) => {
+            eprintln!("error: {}", problems(args, &errors));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let java = pipeline.java_transforms();
     println!(
         "{}: valid Beam YAML ({} transforms{})",

@@ -61,7 +61,7 @@ pub fn run(command: PolicyCommand, output: Option<super::Output>) -> ExitCode {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
-            ExitCode::from(2)
+            super::args::EXIT_COULD_NOT_RUN.into()
         }
     }
 }

@@ -45,7 +45,58 @@ pub struct RenewalPolicy {
     pub ca_valid_for: Duration,
 }
 
+/// Lifetimes that cannot work together, named by the flags that set them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LifetimeError {
+    #[error("certificate lifetime: {0}")]
+    OutOfRange(String),
+    #[error("--cert-renew-before ({renew_before}) must be shorter than --cert-validity ({valid_for})")]
+    RenewAfterExpiry { renew_before: String, valid_for: String },
+    #[error(
+        "--ca-validity ({ca_valid_for}) must be longer than --cert-validity plus --cert-renew-before, or the CA \
+         would be replaced at every check"
+    )]
+    CaTooShort { ca_valid_for: String },
+}
+
 impl RenewalPolicy {
+    /// The policy for these lifetimes: renewal must come before expiry, and a CA must outlive a serving
+    /// certificate plus its renewal period (`ca_renew_before`), or every check would replace it. Without a CA
+    /// lifetime, a CA lives ten serving lifetimes.
+    pub fn new(
+        serving: ServingCertRequest,
+        renew_before: std::time::Duration,
+        ca_valid_for: Option<std::time::Duration>,
+    ) -> Result<Self, LifetimeError> {
+        let span = |duration: std::time::Duration| {
+            Duration::try_from(duration).map_err(|error| LifetimeError::OutOfRange(error.to_string()))
+        };
+        let shown = |duration: Duration| humantime::format_duration(duration.unsigned_abs()).to_string();
+        let valid_for = serving.valid_for;
+        let renew_before = span(renew_before)?;
+        if renew_before >= valid_for {
+            return Err(LifetimeError::RenewAfterExpiry {
+                renew_before: shown(renew_before),
+                valid_for: shown(valid_for),
+            });
+        }
+        let ca_valid_for = match ca_valid_for {
+            Some(duration) => span(duration)?,
+            None => valid_for * 10,
+        };
+        let policy = Self {
+            serving,
+            renew_before,
+            ca_valid_for,
+        };
+        if ca_valid_for <= policy.ca_renew_before() {
+            return Err(LifetimeError::CaTooShort {
+                ca_valid_for: shown(ca_valid_for),
+            });
+        }
+        Ok(policy)
+    }
+
     /// A CA is replaced while it can still sign a full-length serving certificate and be trusted beside its
     /// successor for a renewal period.
     fn ca_renew_before(&self) -> Duration {
@@ -298,6 +349,26 @@ mod tests {
             renew_before: Duration::days(7),
             ca_valid_for: Duration::days(300),
         }
+    }
+
+    #[test]
+    fn lifetimes_that_cannot_work_together_are_refused_by_the_flag_that_sets_them() {
+        let serving = policy().serving;
+        let day = std::time::Duration::from_secs(86_400);
+        let renewed = RenewalPolicy::new(serving.clone(), 7 * day, None).unwrap();
+        assert_eq!(
+            renewed.ca_valid_for,
+            Duration::days(300),
+            "ten serving lifetimes by default"
+        );
+        let late = RenewalPolicy::new(serving.clone(), 30 * day, None).unwrap_err();
+        assert!(late.to_string().starts_with("--cert-renew-before (30days)"), "{late}");
+        let short_ca = RenewalPolicy::new(serving.clone(), 7 * day, Some(37 * day)).unwrap_err();
+        assert!(
+            short_ca.to_string().starts_with("--ca-validity (1month 6days"),
+            "{short_ca}"
+        );
+        assert!(RenewalPolicy::new(serving, 7 * day, Some(38 * day)).is_ok());
     }
 
     fn created() -> Material {
