@@ -234,8 +234,8 @@ import os
 files = [os.path.join(d, f) for d, _, fs in os.walk("examples/beam") if "/tests" not in d for f in fs if f.endswith(".yaml")]
 print(max(files, key=os.path.getsize))')
 services='{"sdks:java:io:expansion-service:shadowJar":"expansion.beam:8097","sdks:java:extensions:sql:expansion-service:shadowJar":"sql-expansion.beam:8097"}'
-run_args=(run "$example" --dry-run=client -o yaml --jinja-variables tests/beam/variables.json
-    --jinja-search-path tests/beam-package --beam-services "$services")
+run_args=(run "$example" --dry-run=client -o yaml --jinja-variables testdata/beam/variables.json
+    --jinja-search-path testdata/beam-package --beam-services "$services")
 version_args=(version --client)
 log "6. the plugin: ${run_args[*]:0:5} against ${version_args[*]}"
 plugin_env=(env KUBECONFIG=/nonexistent HOME="$work/home")

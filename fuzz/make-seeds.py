@@ -45,9 +45,9 @@ def review_of(obj, operation="CREATE", old=None):
 
 
 def admission_review():
-    for path in sorted((REPO / "tests/fixtures/reviews").glob("*.json")):
+    for path in sorted((REPO / "testdata/fixtures/reviews").glob("*.json")):
         write("admission_review", path.read_bytes())
-    for path in sorted((REPO / "tests/fixtures/objects").glob("*.yaml")):
+    for path in sorted((REPO / "testdata/fixtures/objects").glob("*.yaml")):
         obj = yaml.safe_load(path.read_text())
         write("admission_review", json.dumps(review_of(obj)))
         write("admission_review", json.dumps(review_of(obj, "UPDATE", obj)))

@@ -33,7 +33,7 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://127.0.0.1:$admin_port/readyz"; echo
 
-for review in tests/fixtures/reviews/flink-pipeline-create.json tests/fixtures/reviews/spark-pipeline-create.json; do
+for review in testdata/fixtures/reviews/flink-pipeline-create.json testdata/fixtures/reviews/spark-pipeline-create.json; do
   echo
   echo "==> POST /mutate $(basename "$review")"
   answer="$(curl -fsS --cacert "$work/certs/ca.crt" -H 'Content-Type: application/json' \
@@ -51,7 +51,7 @@ echo
 echo "==> POST /validate with a broken FlinkDeployment: one denial lists every problem"
 python3 -c '
 import json, sys
-review = json.load(open("tests/fixtures/reviews/flink-pipeline-create.json"))
+review = json.load(open("testdata/fixtures/reviews/flink-pipeline-create.json"))
 spec = review["request"]["object"]["spec"]
 review["request"]["object"]["metadata"]["name"] = "Word_Count"
 spec["flinkVersion"] = "v1_13"

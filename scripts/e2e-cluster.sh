@@ -133,7 +133,7 @@ up() {
     log "API server ready after $((SECONDS - started)) s"
 
     # The operators' CRDs (ours come with the chart).
-    kubectl apply --server-side -f "$root/tests/crds/" >/dev/null
+    kubectl apply --server-side -f "$root/testdata/crds/" >/dev/null
     bash "$root/scripts/e2e-node.sh" up
     install_beamstack
     install_flink_operator

@@ -94,7 +94,7 @@ pub fn engine(count: usize) -> Arc<Engine> {
 /// A realistic FlinkDeployment CREATE review as the API server sends it to /mutate: the fixture of the router
 /// tests (a Beam pipeline, 3 KB), with the `team` label the shipped `required-labels` policy asks for.
 pub fn mutate_review() -> Value {
-    let path = repo().join("tests/fixtures/reviews/flink-pipeline-create.json");
+    let path = repo().join("testdata/fixtures/reviews/flink-pipeline-create.json");
     let mut review: Value = serde_json::from_slice(&std::fs::read(&path).expect("review fixture")).expect("JSON");
     review["request"]["object"]["metadata"]["labels"]["team"] = json!("team-a");
     review
@@ -133,7 +133,7 @@ pub fn admission(count: usize) -> Admission {
 /// which the tenant's ten are `team-a`, `team-a-1`..`team-a-9`.
 pub fn runner_objects(count: usize) -> impl Iterator<Item = Value> {
     let read = |name: &str| -> Value {
-        let path = repo().join("tests/fixtures/reviews").join(name);
+        let path = repo().join("testdata/fixtures/reviews").join(name);
         let review: Value = serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("JSON");
         review["request"]["object"].clone()
     };

@@ -1,4 +1,4 @@
-//! Structured: a realistic review (the fixtures of tests/fixtures: FlinkDeployment, FlinkSessionJob,
+//! Structured: a realistic review (the fixtures of testdata/fixtures: FlinkDeployment, FlinkSessionJob,
 //! SparkApplication, ScheduledSparkApplication, Beam pipelines and plain jobs) edited by a list of arbitrary edits
 //! (set, remove, add an unknown field, edit the old object of an UPDATE), sent to /mutate and /validate with the
 //! shipped policies, a tenant and every default switched on.

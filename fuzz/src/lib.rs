@@ -99,9 +99,9 @@ pub fn reset(admission: &Admission) {
     }
 }
 
-/// A fixture review or object from tests/fixtures, parsed.
+/// A fixture review or object from testdata/fixtures, parsed.
 pub fn fixture(relative: &str) -> Value {
-    let path = repo().join("tests/fixtures").join(relative);
+    let path = repo().join("testdata/fixtures").join(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     if relative.ends_with(".json") {
         serde_json::from_str(&text).expect("fixture JSON")

@@ -1,6 +1,6 @@
 //! Beam is the judge: every example pipeline Beam accepts, kubectl-beam accepts, and every variant Beam refuses,
 //! kubectl-beam refuses, with a located message. Beam's verdicts come from its own Python package
-//! (tests/beam/judge.py, installed by scripts/beam-venv.sh), run in this test.
+//! (testdata/beam/judge.py, installed by scripts/beam-venv.sh), run in this test.
 
 use kubectl_beam::pipeline::{self, LoadOptions};
 use serde_json::Value;
@@ -12,10 +12,10 @@ fn repo() -> PathBuf {
 }
 
 fn options() -> LoadOptions {
-    let variables = std::fs::read_to_string(repo().join("tests/beam/variables.json")).unwrap();
+    let variables = std::fs::read_to_string(repo().join("testdata/beam/variables.json")).unwrap();
     LoadOptions {
         variables: serde_json::from_str(&variables).unwrap(),
-        search_path: vec![repo().join("tests/beam-package")],
+        search_path: vec![repo().join("testdata/beam-package")],
     }
 }
 
@@ -73,15 +73,15 @@ fn beams(files: &[PathBuf], expand: bool) -> Option<Vec<(String, bool, String)>>
         return None;
     };
     let mut command = Command::new(python);
-    command.arg(repo().join("tests/beam/judge.py"));
+    command.arg(repo().join("testdata/beam/judge.py"));
     if expand {
         command.arg("--expand");
     }
     command
         .arg("--jinja-variables")
-        .arg(repo().join("tests/beam/variables.json"))
+        .arg(repo().join("testdata/beam/variables.json"))
         .arg("--search-path")
-        .arg(repo().join("tests/beam-package"))
+        .arg(repo().join("testdata/beam-package"))
         .args(files)
         .current_dir(repo());
     let output = command.output().unwrap();
@@ -133,7 +133,7 @@ fn every_example_pipeline_beam_accepts_is_accepted() {
 
 #[test]
 fn every_variant_beam_refuses_is_refused_with_its_line() {
-    let dir = repo().join("tests/beam/invalid");
+    let dir = repo().join("testdata/beam/invalid");
     // (file, a fragment of our message, the line it must name)
     let cases = [
         ("unknown-key.yaml", "bogus", 8),

@@ -1,5 +1,5 @@
 //! `kubectl beam run --dry-run=client`: every example pipeline becomes objects that are valid against the operators'
-//! CRD schemas and equal to the golden files in tests/golden/ (UPDATE_GOLDEN=1 rewrites them); and every refusal
+//! CRD schemas and equal to the golden files in testdata/golden/ (UPDATE_GOLDEN=1 rewrites them); and every refusal
 //! says why.
 
 use serde_json::Value;
@@ -27,7 +27,7 @@ fn text(bytes: &[u8]) -> String {
 
 static SCHEMAS: LazyLock<Mutex<HashMap<String, jsonschema::Validator>>> = LazyLock::new(Default::default);
 
-/// Validates an object against its operator CRD (tests/crds/); ConfigMaps and Jobs get a shape check.
+/// Validates an object against its operator CRD (testdata/crds/); ConfigMaps and Jobs get a shape check.
 fn assert_valid(object: &Value, context: &str) {
     let kind = object["kind"].as_str().unwrap();
     let file = match kind {
@@ -55,7 +55,7 @@ fn assert_valid(object: &Value, context: &str) {
     let mut schemas = SCHEMAS.lock().unwrap();
     let validator = schemas.entry(file.to_owned()).or_insert_with(|| {
         let crd: Value =
-            serde_saphyr::from_str(&std::fs::read_to_string(repo().join("tests/crds").join(file)).unwrap()).unwrap();
+            serde_saphyr::from_str(&std::fs::read_to_string(repo().join("testdata/crds").join(file)).unwrap()).unwrap();
         jsonschema::validator_for(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).unwrap()
     });
     let errors: Vec<String> = validator
@@ -105,9 +105,9 @@ fn every_example_becomes_valid_runner_objects_equal_to_the_golden_files() {
             "-n",
             "beam",
             "--jinja-variables",
-            "tests/beam/variables.json",
+            "testdata/beam/variables.json",
             "--jinja-search-path",
-            "tests/beam-package",
+            "testdata/beam-package",
             "--beam-services",
             SERVICES,
         ]);
@@ -119,7 +119,7 @@ fn every_example_becomes_valid_runner_objects_equal_to_the_golden_files() {
             assert_valid(object, example);
         }
         let golden = repo()
-            .join("tests/golden")
+            .join("testdata/golden")
             .join(format!("{}.yaml", example.replace('/', "__")));
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&golden, &yaml).unwrap();
@@ -287,7 +287,7 @@ fn refusals_say_why_and_what_to_do() {
             &[
                 "examples/beam/kafka.yaml",
                 "--jinja-variables",
-                "tests/beam/variables.json",
+                "testdata/beam/variables.json",
             ],
             "Java-backed transforms",
         ),
@@ -296,7 +296,7 @@ fn refusals_say_why_and_what_to_do() {
             "--flink-version 1.19, 1.20",
         ),
         (&["examples/beam/kafka.yaml"], "TOPIC"),
-        (&["tests/beam/invalid/dangling-input.yaml"], "dangling-input.yaml:8"),
+        (&["testdata/beam/invalid/dangling-input.yaml"], "dangling-input.yaml:8"),
     ];
     for (args, words) in cases {
         let mut full = vec!["run", "--dry-run=client"];
@@ -311,7 +311,7 @@ fn refusals_say_why_and_what_to_do() {
         "--dry-run=client",
         "examples/beam/kafka.yaml",
         "--jinja-variables",
-        "tests/beam/variables.json",
+        "testdata/beam/variables.json",
     ]);
     assert!(
         text(&kafka.stderr).contains("sdks:java:io:expansion-service:shadowJar"),
@@ -341,7 +341,7 @@ fn pipeline_options_that_conflict_with_the_run_are_refused() {
 
 #[test]
 fn validate_names_file_line_and_transform() {
-    let output = beam(&["validate", "tests/beam/invalid/unconsumed-errors.yaml"]);
+    let output = beam(&["validate", "testdata/beam/invalid/unconsumed-errors.yaml"]);
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
     assert!(

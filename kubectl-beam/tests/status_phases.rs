@@ -1,12 +1,12 @@
 //! Every native state of every runner maps to a phase, checked against the operators' own enum lists
-//! (tests/operator-enums.json, from the Flink operator release-1.15.0 and the Spark operator v2.5.2).
+//! (testdata/operator-enums.json, from the Flink operator release-1.15.0 and the Spark operator v2.5.2).
 
 use kubectl_beam::status::{self, Phase};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
 fn enums() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/operator-enums.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/operator-enums.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

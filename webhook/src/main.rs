@@ -34,7 +34,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     after_help = "Every flag can also be set through the environment variable shown with it.\n\
                   Examples:\n  beam-webhook --tls-cert certs/dev/tls.crt --tls-key certs/dev/tls.key --log-format text\n  \
                   beam-webhook certs --out certs/dev --service beam-webhook --namespace beamstack --name localhost --name 127.0.0.1\n  \
-                  beam-webhook review --endpoint mutate tests/fixtures/reviews/flink-create.json"
+                  beam-webhook review --endpoint mutate testdata/fixtures/reviews/flink-create.json"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -495,7 +495,7 @@ async fn mutated_objects_stay_valid_against_the_operator_crds() {
 async fn review_fixtures_carry_the_object_fixtures() {
     // The JSON reviews the demo sends must not drift from the YAML objects the tests use.
     for name in ["flink-pipeline", "spark-pipeline"] {
-        let path = repo_path(&format!("tests/fixtures/reviews/{name}-create.json"));
+        let path = repo_path(&format!("testdata/fixtures/reviews/{name}-create.json"));
         let review: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(review["request"]["object"], fixture(name), "{name}");
         let response = answer(&state(Config::default()), "/mutate", &review).await;

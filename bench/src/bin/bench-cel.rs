@@ -405,7 +405,7 @@ fn emit_input() -> Json {
     }
     json!({
         "about": "Shared input of the CEL benchmark (bench-cel --emit-input): the shipped RunnerPolicies' CEL expressions \
-                  and a few classic ones over the benchmark's FlinkDeployment (tests/fixtures/reviews/\
+                  and a few classic ones over the benchmark's FlinkDeployment (testdata/fixtures/reviews/\
                   flink-pipeline-create.json after /mutate) with the variables the engine binds for it. \
                   {\"@quantity\": s} is a Kubernetes quantity.",
         "variables": variables,

@@ -151,13 +151,14 @@ mod tests {
     /// one document per pipeline, and documents for what the examples lack (providers, tests, source and sink).
     fn corpus() -> Vec<Value> {
         let variables: Value =
-            serde_json::from_str(&std::fs::read_to_string(repo().join("tests/beam/variables.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(repo().join("testdata/beam/variables.json")).unwrap())
+                .unwrap();
         let options = LoadOptions {
             variables,
-            search_path: vec![repo().join("tests/beam-package")],
+            search_path: vec![repo().join("testdata/beam-package")],
         };
         let mut files = Vec::new();
-        let mut pending = vec![repo().join("examples/beam"), repo().join("tests/beam/invalid")];
+        let mut pending = vec![repo().join("examples/beam"), repo().join("testdata/beam/invalid")];
         while let Some(dir) = pending.pop() {
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
                 let path = entry.path();
@@ -309,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_refused_transform_is_located() {
-        let file = repo().join("tests/beam/invalid/unknown-key.yaml");
+        let file = repo().join("testdata/beam/invalid/unknown-key.yaml");
         let (_, document) = pipeline::read(Path::new(&file), &LoadOptions::default()).unwrap();
         let problems = check(&document);
         assert_eq!(problems.len(), 1, "{problems:?}");

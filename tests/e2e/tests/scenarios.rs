@@ -56,7 +56,7 @@ fn apply_stores_defaults_and_the_harness_and_is_idempotent() {
     }
     // Defaults only (no Beam annotation): the operator's basic example gets the service account, no sidecar.
     let run = apply(&in_namespace(
-        &fixture("tests/fixtures/objects/flink-plain.yaml")
+        &fixture("testdata/fixtures/objects/flink-plain.yaml")
             .replace("  namespace: team-a", "  namespace: team-a\n  labels: {team: a}"),
         &ns,
     ));

@@ -18,9 +18,9 @@ pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
 }
 
-/// A runner object from `tests/fixtures/objects/<name>.yaml`, as the JSON the API server would send.
+/// A runner object from `testdata/fixtures/objects/<name>.yaml`, as the JSON the API server would send.
 pub fn fixture(name: &str) -> Value {
-    let path = repo_path(&format!("tests/fixtures/objects/{name}.yaml"));
+    let path = repo_path(&format!("testdata/fixtures/objects/{name}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
@@ -134,7 +134,7 @@ pub fn denied_fields(response: &Value) -> Vec<String> {
 
 static SCHEMAS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = LazyLock::new(Default::default);
 
-/// The CRD's openAPIV3Schema for an object's kind, from `tests/crds/`.
+/// The CRD's openAPIV3Schema for an object's kind, from `testdata/crds/`.
 pub fn crd_validator(kind: &str) -> Arc<jsonschema::Validator> {
     let file = match kind {
         "FlinkDeployment" => "flinkdeployments.flink.apache.org-v1.yml",
@@ -145,7 +145,7 @@ pub fn crd_validator(kind: &str) -> Arc<jsonschema::Validator> {
     };
     let mut cache = SCHEMAS.lock().unwrap();
     Arc::clone(cache.entry(file.to_owned()).or_insert_with(|| {
-        let text = std::fs::read_to_string(repo_path(&format!("tests/crds/{file}"))).unwrap();
+        let text = std::fs::read_to_string(repo_path(&format!("testdata/crds/{file}"))).unwrap();
         let crd: Value = serde_saphyr::from_str(&text).unwrap();
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         Arc::new(jsonschema::validator_for(&schema).unwrap())
