@@ -12,7 +12,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-# Targets of issue 6.
+# The targets the benchmarks are held to (bench/NOTES.md says which are met).
 THROUGHPUT_FRACTION = 0.70
 P99_HALF_LOAD_US = 2000.0
 US_PER_POLICY = 5.0
@@ -60,7 +60,7 @@ def verdict(ok):
 
 
 def closed(rows, server, endpoint):
-    """connections -> list of runs, closed-loop rows of benchmark 1."""
+    """connections -> list of runs, closed-loop rows of the load benchmark."""
     by = defaultdict(list)
     for r in rows:
         if r.get("bench") == "limit-closed" and r["server"] == server and r["endpoint"] == endpoint:
@@ -90,11 +90,11 @@ def geomean(values):
 
 
 def apiserver_section(s, summary, api):
-    """Benchmark 4: create latency through kube-apiserver with no admission, beam-webhook, an equivalent VAP."""
+    """Through the API server: create latency through kube-apiserver with no admission, beam-webhook, an equivalent VAP."""
     def ms(key):
         v = api[key]
         return fmt((v["median"], v["min"], v["max"]), 2, " ms")
-    s("## 4. Through the real API server")
+    s("## Through the real API server")
     s("")
     s("`bench/apiserver/run.py` against the end-to-end harness (etcd and kube-apiserver 1.34 built from their Go")
     s("modules, the CRDs, the chart's webhook configurations, this run's release `beam-webhook` on loopback): the")
@@ -124,7 +124,7 @@ def apiserver_section(s, summary, api):
 
 
 def cel_section(s, summary, setup, cel):
-    """Benchmark 5: per expression, the three sides' ns and the paired (same run) ratios."""
+    """CEL against cel-go: per expression, the three sides' ns and the paired (same run) ratios."""
     sides = ("rust", "go", "go-plain")
     names, by = [], defaultdict(lambda: defaultdict(dict))
     for r in cel:
@@ -132,7 +132,7 @@ def cel_section(s, summary, setup, cel):
             names.append(r["name"])
         by[r["name"]][r["impl"]][r["run"]] = r
     runs = sorted({r["run"] for r in cel})
-    s("## 5. CEL against cel-go")
+    s("## CEL against cel-go")
     s("")
     s(f"The same {setup['expressions']} expressions over the same object, per-evaluation time: `bench-cel` (the")
     s("webhook's CEL runtime, `beamstack::policy::runtime`: the cel 0.15 crate with the webhook's functions, every")
@@ -228,25 +228,25 @@ def report(path):
 
     w("# Benchmarks")
     w("")
-    w("Issue 6's benchmarks 1 (against the limit), 2 (policy scale), 3 (tenant scale), 4 (through the API server, with")
-    w("`--apiserver`), 5 (CEL against cel-go) and 6 (the plugin), measured")
+    w("The benchmarks: under load (against the limit), policy scale, tenant scale, through the API server (with")
+    w("`--apiserver`), CEL against cel-go and the plugin, measured")
     w("by one command. Every figure is the median of the runs with (min–max); baselines and subjects are measured in")
     w("the same run, interleaved, so the ratios hold when the absolute times drift.")
     w("")
     w("## How to reproduce")
     w("")
     w("```sh")
-    w("apt-get install -y hyperfine time   # optional: benchmark 6 falls back to a timing loop without hyperfine")
+    w("apt-get install -y hyperfine time   # optional: the plugin benchmark falls back to a timing loop without hyperfine")
     w("bash bench/run.sh                   # full run; writes bench/BENCHMARKS.md and the raw results bench/BENCHMARKS.jsonl")
     w("bash bench/run.sh --quick           # 1 run, shorter windows (CI)")
-    w("bash bench/run.sh --apiserver       # also benchmark 4, through a real kube-apiserver (the e2e harness)")
+    w("bash bench/run.sh --apiserver       # also the API-server benchmark, through a real kube-apiserver (the e2e harness)")
     w("```")
     w("")
     w("`bench/` holds the tools: `bench-server` (the bare axum + rustls baseline, the webhook in-process with a filled")
     w("usage ledger, and `prepare`, which writes the policy folder, the reviews and the answers), `bench-load` (the")
     w("load generator: keep-alive HTTP/1.1 over rustls, closed loop or fixed rate with latency from the time each")
-    w("request was due, recorded in an HDR histogram), `bench-policy` (benchmark 2), `bench-cel` and `cel-go/`")
-    w("(benchmark 5), `run.sh` and this report (`report.py`). Benchmark 5 needs Go 1.26 (`go` builds `bench/cel-go`")
+    w("request was due, recorded in an HDR histogram), `bench-policy` (policy scale), `bench-cel` and `cel-go/`")
+    w("(CEL against cel-go), `run.sh` and this report (`report.py`). The CEL benchmark needs Go 1.26 (`go` builds `bench/cel-go`")
     w("from the Go module proxy); without it the section is left out.")
     w("")
     w("## Machine and run")
@@ -272,7 +272,7 @@ def report(path):
     # ---- 1 ----
     sections = []
     s = sections.append
-    s("## 1. Against the limit")
+    s("## Under load: against the limit")
     s("")
     s("Baseline: `bench-server baseline`, a bare HTTPS server on the webhook's stack (the rustls configuration of")
     s("`beamstack::server::tls` with ring, TLS 1.2/1.3, ALPN h2 and http/1.1; the webhook's accept loop; hyper's auto")
@@ -355,7 +355,7 @@ def report(path):
     s("")
 
     # ---- 2 ----
-    s("## 2. Policy scale")
+    s("## Policy scale")
     s("")
     s("`bench-policy`: one admission through `Admission::review` (parse, built-in rules, every policy, the answer) of")
     s("the same reviews, in one process on one core, with 0, 10, 50 and 200 RunnerPolicies (the shipped ones, then")
@@ -383,7 +383,7 @@ def report(path):
         s("")
 
     # ---- 3 ----
-    s("## 3. Tenant scale")
+    s("## Tenant scale")
     s("")
     s("The usage ledger is fed by the cluster watch on the runner CRs (`policy::cluster::watch_runners`), so without")
     s("an API server `bench-server webhook` drives it in-process through the library: it decodes the objects as the")
@@ -392,7 +392,7 @@ def report(path):
     s("`beamstack::server::Server`, the same server `beam-webhook serve` runs, with the same policy folder and JSON")
     s("logs. The 10,000 CRs (7 in 10 FlinkDeployments, 3 in 10 SparkApplications, the fixtures renamed) spread over")
     s("100 namespaces, ten of them the reviewed tenant's. Both servers (none and 10,000) run side by side and get the")
-    s("same fixed rate as benchmark 1's half load, interleaved; memory is the server process's resident set.")
+    s("same fixed rate as the load benchmark's half load, interleaved; memory is the server process's resident set.")
     s("")
     tenant_rows = [r for r in rows if r.get("bench") == "tenant"]
     starts = {r["runners"]: r for r in rows if r.get("kind") == "tenant-start"}
@@ -463,7 +463,7 @@ def report(path):
         cel_section(s, summary, setup, cel)
 
     # ---- 6 ----
-    s("## 6. The plugin")
+    s("## The plugin")
     s("")
     times = {r["which"]: r for r in rows if r.get("kind") == "plugin-time"}
     mems = defaultdict(list)

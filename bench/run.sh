@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Benchmarks 1, 2, 3, 5 and 6 of issue 6 in one command (and 4 with --apiserver); writes bench/BENCHMARKS.md (or --out FILE) with every figure, its
+# The benchmarks in one command: under load, policy scale, tenant scale, CEL against cel-go and the plugin (and
+# through the API server with --apiserver); writes bench/BENCHMARKS.md (or --out FILE) with every figure, its
 # baseline and its target. Baselines and subjects are measured in the same run, interleaved, so drift and other
 # load on the machine hit both alike.
 #
 #   bash bench/run.sh            # full: 3 runs of everything (about 8 minutes after the build on 2 cores)
 #   bash bench/run.sh --quick    # 1 run, shorter windows, fewer points (CI; about 2 minutes after the build)
-#   bash bench/run.sh --apiserver   # also benchmark 4: creates through a real kube-apiserver (the e2e harness; its
+#   bash bench/run.sh --apiserver   # also through the API server: creates via a real kube-apiserver (the e2e harness; its
 #                                   # tools are built from their Go modules once, about 5 more minutes)
 #
-# Needs: cargo, python3, taskset (util-linux); Go 1.26 for benchmark 5 (bench/cel-go builds cel-go and Kubernetes'
-# CEL library from the Go module proxy; without `go` benchmark 5 is skipped); hyperfine and /usr/bin/time for
-# benchmark 6 (apt-get install -y hyperfine time), else the plugin is timed by a loop here and its memory read from
+# Needs: cargo, python3, taskset (util-linux); Go 1.26 for the CEL benchmark (bench/cel-go builds cel-go and Kubernetes'
+# CEL library from the Go module proxy; without `go` it is skipped); hyperfine and /usr/bin/time for
+# the plugin benchmark (apt-get install -y hyperfine time), else the plugin is timed by a loop here and its memory read from
 # /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +46,7 @@ log() { echo "bench: $*" >&2; }
 log "building (cargo build --release)"
 cargo build --release --quiet
 bin=$root/target/release
-# Benchmark 5's reference: cel-go, as bench/cel-go/go.mod pins it (go.sum is committed; -mod=mod lets an older
+# The CEL benchmark's reference: cel-go, as bench/cel-go/go.mod pins it (go.sum is committed; -mod=mod lets an older
 # go.sum be completed from the module proxy).
 if command -v go >/dev/null; then
     log "building bench/cel-go ($(go version | cut -d' ' -f3))"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark 4: what admission adds to a FlinkDeployment create, through the real kube-apiserver.
+"""Through the API server: what admission adds to a FlinkDeployment create, through the real kube-apiserver.
 
 Against the end-to-end harness (bash scripts/e2e-cluster.sh up): the same FlinkDeployment is created over one
 keep-alive HTTPS connection in three namespaces, round-robin so that drift hits each alike:

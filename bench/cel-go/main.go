@@ -1,4 +1,4 @@
-// Benchmark 5 of issue 6, the reference side: cel-go in Kubernetes' own CEL environment
+// The CEL benchmark's reference side: cel-go in Kubernetes' own CEL environment
 // (k8s.io/apiserver/pkg/cel/environment, the base environment ValidatingAdmissionPolicy compiles in: its
 // libraries, OptOptimize, cost tracking with Kubernetes' estimator, the per-call cost limit), over the shared input
 // that `bench-cel --emit-input` writes. Each expression is compiled once and its program built as the admission
