@@ -28,7 +28,10 @@ pub struct AnnotationProblem {
 }
 
 /// Reads the Beam annotations of a runner CR. `Ok(None)`: not a Beam pipeline.
-pub fn harness_for(object: &Value, config: &HarnessConfig) -> Result<Option<HarnessSpec>, Vec<AnnotationProblem>> {
+pub(crate) fn harness_for(
+    object: &Value,
+    config: &HarnessConfig,
+) -> Result<Option<HarnessSpec>, Vec<AnnotationProblem>> {
     let annotations = object.pointer("/metadata/annotations").and_then(Value::as_object);
     let annotation = |key: &str| annotations.and_then(|map| map.get(key)).and_then(Value::as_str);
     let Some(sdk) = annotation(ANNOTATION_SDK) else {

@@ -8,7 +8,7 @@ static PYTHON_SDK_IMAGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|/)beam_python(\d+\.\d+)_sdk(?::([^@/]+))?(?:@.*)?$").unwrap());
 
 /// `registry/path` with Docker's implicit defaults spelled out: `flink:1.20` is `docker.io/library/flink:1.20`.
-pub fn normalize_image(image: &str) -> String {
+pub(crate) fn normalize_image(image: &str) -> String {
     let image = image.trim();
     match image.split_once('/') {
         Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
@@ -26,7 +26,7 @@ pub fn normalize_image(image: &str) -> String {
 }
 
 /// A Beam Python SDK image's Python minor and tag, if `image` is one.
-pub fn parse_python_sdk_image(image: &str) -> Option<(String, Option<String>)> {
+pub(crate) fn parse_python_sdk_image(image: &str) -> Option<(String, Option<String>)> {
     let captures = PYTHON_SDK_IMAGE.captures(image)?;
     Some((
         captures[1].to_owned(),

@@ -33,7 +33,6 @@ use crate::policy::model::Tenant;
 use crate::policy::runtime::Runtime;
 use crate::policy::tenants::TenantDirectory;
 use crate::policy::usage::usage_from_json;
-use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -233,7 +232,7 @@ pub struct BadPath {
 }
 
 /// Sets (or with null, removes) the value at a dotted path; numeric segments index lists.
-pub fn set_path(object: &mut Value, path: &str, value: Value) -> Result<(), BadPath> {
+pub(crate) fn set_path(object: &mut Value, path: &str, value: Value) -> Result<(), BadPath> {
     let bad = |problem: String| BadPath {
         path: path.to_owned(),
         problem,
@@ -432,9 +431,4 @@ fn run_case(admission: &Admission, test: &str, case: &Case, (object, old): (Valu
     result.passed = passed;
     result.detail = notes.join("\n");
     result
-}
-
-/// The tenants named in a test file (for `policy eval` to reuse the same format).
-pub fn tenant_names(tenants: &[Tenant]) -> Vec<String> {
-    tenants.iter().map(|tenant| tenant.name_any()).collect()
 }

@@ -11,17 +11,17 @@ pub fn get<'a>(root: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(root, |node, key| node.as_object()?.get(*key))
 }
 
-pub fn get_str<'a>(root: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn get_str<'a>(root: &'a Value, path: &[&str]) -> Option<&'a str> {
     get(root, path).and_then(Value::as_str)
 }
 
 /// True when the value at `path` is absent or null: the only case in which a default may be written.
-pub fn is_unset(root: &Value, path: &[&str]) -> bool {
+pub(crate) fn is_unset(root: &Value, path: &[&str]) -> bool {
     get(root, path).is_none_or(Value::is_null)
 }
 
 /// The object at `path`, creating missing or null steps as empty objects. `None` when a step holds something else.
-pub fn object_at<'a>(root: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn object_at<'a>(root: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<String, Value>> {
     let mut node = root;
     for key in path {
         if node.is_null() {
@@ -37,7 +37,7 @@ pub fn object_at<'a>(root: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<S
 }
 
 /// The array under `key`, creating it when missing or null. `None` when `key` holds something else.
-pub fn array_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Vec<Value>> {
+pub(crate) fn array_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Vec<Value>> {
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
         *slot = Value::Array(Vec::new());
@@ -46,7 +46,7 @@ pub fn array_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mu
 }
 
 /// The object under `key`, creating it when missing or null. `None` when `key` holds something else.
-pub fn object_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn object_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
         *slot = Value::Object(Map::new());
@@ -55,7 +55,7 @@ pub fn object_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a m
 }
 
 /// Sets `map[key]` when it is absent or null. Returns whether it wrote.
-pub fn set_if_unset(map: &mut Map<String, Value>, key: &str, value: Value) -> bool {
+pub(crate) fn set_if_unset(map: &mut Map<String, Value>, key: &str, value: Value) -> bool {
     match map.get(key) {
         Some(existing) if !existing.is_null() => false,
         _ => {
@@ -66,7 +66,7 @@ pub fn set_if_unset(map: &mut Map<String, Value>, key: &str, value: Value) -> bo
 }
 
 /// Appends each of `items` that is not already in `list` (by equality). Returns how many were added.
-pub fn append_missing(list: &mut Vec<Value>, items: &[Value]) -> usize {
+pub(crate) fn append_missing(list: &mut Vec<Value>, items: &[Value]) -> usize {
     let mut added = 0;
     for item in items {
         if !list.contains(item) {
@@ -78,7 +78,7 @@ pub fn append_missing(list: &mut Vec<Value>, items: &[Value]) -> usize {
 }
 
 /// Adds the entries of `defaults` whose keys `map` lacks. Returns whether it added any.
-pub fn add_missing_entries<'a>(
+pub(crate) fn add_missing_entries<'a>(
     map: &mut Map<String, Value>,
     defaults: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> bool {
@@ -91,7 +91,7 @@ pub fn add_missing_entries<'a>(
 
 /// The element of `list` whose `name` is `name`, appended as `{"name": name}` when there is none.
 /// `None` when an element of that name exists but is not an object.
-pub fn named_entry<'a>(list: &'a mut Vec<Value>, name: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn named_entry<'a>(list: &'a mut Vec<Value>, name: &str) -> Option<&'a mut Map<String, Value>> {
     let position = list
         .iter()
         .position(|item| item.get("name").and_then(Value::as_str) == Some(name));
@@ -107,7 +107,7 @@ pub fn named_entry<'a>(list: &'a mut Vec<Value>, name: &str) -> Option<&'a mut M
 
 /// Flattens a Flink configuration (`flinkConfiguration` accepts nested YAML maps since operator 1.10) into dotted
 /// keys, so `{kubernetes: {namespace: x}}` and `{"kubernetes.namespace": x}` are the same key to every check.
-pub fn flatten_keys(value: &Value) -> Vec<(String, &Value)> {
+pub(crate) fn flatten_keys(value: &Value) -> Vec<(String, &Value)> {
     fn walk<'a>(prefix: &str, value: &'a Value, out: &mut Vec<(String, &'a Value)>) {
         match value.as_object() {
             Some(map) => {
@@ -131,7 +131,7 @@ pub fn flatten_keys(value: &Value) -> Vec<(String, &Value)> {
 
 /// Fills what `slot` lacks from `value`: missing keys, missing list items, an absent value; never overwrites.
 /// Returns whether anything changed.
-pub fn merge_missing(slot: &mut Value, value: Value) -> bool {
+pub(crate) fn merge_missing(slot: &mut Value, value: Value) -> bool {
     match (slot, value) {
         (slot @ Value::Null, value) => {
             *slot = value;

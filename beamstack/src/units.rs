@@ -108,7 +108,7 @@ pub fn flink_memory(text: &str) -> Result<Bytes, UnitError> {
 
 /// Reads a Spark (JVM-style) memory string: `k`, `m`, `g`, `t`, `p`, optionally followed by `b`, case-insensitive;
 /// a bare number is mebibytes.
-pub fn spark_memory(text: &str) -> Result<Bytes, UnitError> {
+pub(crate) fn spark_memory(text: &str) -> Result<Bytes, UnitError> {
     let (number, unit) = split_integer_and_unit(text).ok_or_else(|| UnitError::SparkMemory(text.to_owned()))?;
     let multiplier = match unit.to_ascii_lowercase().as_str() {
         "" | "m" | "mb" => MIB,
@@ -329,7 +329,7 @@ impl fmt::Display for Quantity {
 }
 
 /// Reads a Kubernetes quantity as bytes, rounding a fractional byte up as the kubelet does.
-pub fn quantity_bytes(text: &str) -> Result<Bytes, UnitError> {
+pub(crate) fn quantity_bytes(text: &str) -> Result<Bytes, UnitError> {
     let quantity = Quantity::parse(text)?;
     if quantity.value.is_sign_negative() && !quantity.value.is_zero() {
         return Err(UnitError::Quantity(text.to_owned()));
@@ -338,7 +338,7 @@ pub fn quantity_bytes(text: &str) -> Result<Bytes, UnitError> {
 }
 
 /// Reads a Kubernetes cpu quantity (`500m`, `2`, `1.5`) as millicores, rounding up.
-pub fn quantity_millicores(text: &str) -> Result<Millicores, UnitError> {
+pub(crate) fn quantity_millicores(text: &str) -> Result<Millicores, UnitError> {
     let quantity = Quantity::parse(text)?;
     if quantity.value.is_sign_negative() && !quantity.value.is_zero() {
         return Err(UnitError::Quantity(text.to_owned()));
@@ -349,7 +349,7 @@ pub fn quantity_millicores(text: &str) -> Result<Millicores, UnitError> {
 }
 
 /// A cpu count given as a JSON number (FlinkDeployment `resource.cpu`, Spark `cores`) as millicores.
-pub fn cores_to_millicores(cores: f64) -> Option<Millicores> {
+pub(crate) fn cores_to_millicores(cores: f64) -> Option<Millicores> {
     if !cores.is_finite() || cores < 0.0 || cores * 1000.0 > u64::MAX as f64 {
         return None;
     }
@@ -358,7 +358,7 @@ pub fn cores_to_millicores(cores: f64) -> Option<Millicores> {
 
 /// The memory overhead factor Spark applies when `memoryOverhead` is not given: 0.1 for JVM applications, 0.4 for
 /// Python and R (Spark's `spark.kubernetes.memoryOverheadFactor` rule, as the Spark operator's quota check uses it).
-pub fn spark_default_overhead_factor(application_type: &str) -> f64 {
+pub(crate) fn spark_default_overhead_factor(application_type: &str) -> f64 {
     match application_type {
         "Python" | "R" => 0.4,
         _ => 0.1,
@@ -366,11 +366,11 @@ pub fn spark_default_overhead_factor(application_type: &str) -> f64 {
 }
 
 /// Spark never asks for less overhead than this.
-pub const SPARK_MIN_OVERHEAD: Bytes = Bytes(384 * MIB);
+pub(crate) const SPARK_MIN_OVERHEAD: Bytes = Bytes(384 * MIB);
 
 /// The memory a Spark driver or executor pod requests: memory plus overhead, where the overhead is the explicit
 /// `memoryOverhead` if given, else `max(memory × factor, 384Mi)`.
-pub fn spark_pod_memory(memory: Bytes, explicit_overhead: Option<Bytes>, factor: f64) -> Bytes {
+pub(crate) fn spark_pod_memory(memory: Bytes, explicit_overhead: Option<Bytes>, factor: f64) -> Bytes {
     let overhead = explicit_overhead.unwrap_or_else(|| {
         let scaled = (memory.0 as f64 * factor).ceil();
         Bytes((scaled.min(u64::MAX as f64) as u64).max(SPARK_MIN_OVERHEAD.0))

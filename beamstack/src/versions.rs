@@ -4,17 +4,17 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 /// The Flink operator's `spec.flinkVersion` values: `v1_19`, `v1_20`, ...
-pub static FLINK_VERSION_PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^v\d+_\d+$").unwrap());
+pub(crate) static FLINK_VERSION_PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^v\d+_\d+$").unwrap());
 static BEAM_VERSION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d+\.\d+\.\d+(?:[-.]?(?:rc|dev)\d*)?$").unwrap());
 static PYTHON_MINOR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^3\.\d{1,2}$").unwrap());
 
 /// A Beam release (`2.77.0`) or release candidate (`2.78.0rc1`).
-pub fn is_beam_version(text: &str) -> bool {
+pub(crate) fn is_beam_version(text: &str) -> bool {
     BEAM_VERSION.is_match(text)
 }
 
 /// A Python minor (`3.11`): Beam's SDK images are made per minor.
-pub fn is_python_minor(text: &str) -> bool {
+pub(crate) fn is_python_minor(text: &str) -> bool {
     PYTHON_MINOR.is_match(text)
 }
 

@@ -12,7 +12,7 @@ use crate::contract::FLINK_MAIN_CONTAINER as MAIN_CONTAINER;
 /// be folded into whatever container stands at the same index of the top-level template.
 pub const MERGE_BY_NAME_KEY: &str = "kubernetes.operator.pod-template.merge-arrays-by-name";
 
-pub fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Changes) {
+pub(crate) fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Changes) {
     if let Some(spec) = tree::object_at(object, &["spec"])
         && tree::set_if_unset(spec, "serviceAccount", Value::from(config.service_account.clone()))
     {
@@ -122,7 +122,7 @@ fn default_configuration(object: &mut Value, defaults: &BTreeMap<String, String>
 }
 
 /// Merges tolerations, nodeSelector and priorityClassName into a pod spec, keeping what it has.
-pub fn place_pods(object: &mut Value, pod_spec_path: &[&str], placement: &Placement, changes: &mut Changes) {
+pub(crate) fn place_pods(object: &mut Value, pod_spec_path: &[&str], placement: &Placement, changes: &mut Changes) {
     let Some(pod_spec) = tree::object_at(object, pod_spec_path) else {
         return;
     };
@@ -162,7 +162,7 @@ fn main_container_first(containers: &mut Vec<Value>) -> bool {
 }
 
 /// Puts the worker pool beside `flink-main-container` in every TaskManager pod, with a shared artifact volume.
-pub fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &HarnessConfig, changes: &mut Changes) {
+pub(crate) fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &HarnessConfig, changes: &mut Changes) {
     // Merge by name, unless the user decided otherwise (validation then explains why that breaks the harness). A
     // value that is there in any form, even a malformed one, is the user's: never replaced (the fuzzer found an
     // object under the key, which was overwritten with its unknown fields).

@@ -7,7 +7,11 @@ use serde_json::{Map, Value, json};
 
 /// Makes the container Beamstack owns look as the harness spec says, keeping anything else the user put on it
 /// (extra args, env, a resources block of their own). Returns whether it changed anything.
-pub fn reconcile_container(container: &mut Map<String, Value>, spec: &HarnessSpec, config: &HarnessConfig) -> bool {
+pub(crate) fn reconcile_container(
+    container: &mut Map<String, Value>,
+    spec: &HarnessSpec,
+    config: &HarnessConfig,
+) -> bool {
     let mut changed = false;
     if container.get("image").and_then(Value::as_str) != Some(spec.image.as_str()) {
         container.insert("image".into(), Value::from(spec.image.clone()));
@@ -37,7 +41,7 @@ pub fn reconcile_container(container: &mut Map<String, Value>, spec: &HarnessSpe
 }
 
 /// Mounts the artifact-staging volume into a container unless a mount of that volume exists.
-pub fn ensure_mount(container: &mut Map<String, Value>, config: &HarnessConfig) -> bool {
+pub(crate) fn ensure_mount(container: &mut Map<String, Value>, config: &HarnessConfig) -> bool {
     let Some(mounts) = tree::array_in(container, "volumeMounts") else {
         return false;
     };
@@ -52,7 +56,7 @@ pub fn ensure_mount(container: &mut Map<String, Value>, config: &HarnessConfig) 
 }
 
 /// Adds the artifact-staging emptyDir to a volume list unless a volume of that name exists.
-pub fn ensure_volume(volumes: &mut Vec<Value>, config: &HarnessConfig) -> bool {
+pub(crate) fn ensure_volume(volumes: &mut Vec<Value>, config: &HarnessConfig) -> bool {
     if volumes
         .iter()
         .any(|volume| volume.get("name").and_then(Value::as_str) == Some(config.artifact_volume.as_str()))

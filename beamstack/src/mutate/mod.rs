@@ -67,7 +67,7 @@ pub fn apply(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
 }
 
 /// Built-in defaults and harness injection, without the annotation (so policy mutations can join the same note).
-pub fn apply_defaults(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
+pub(crate) fn apply_defaults(kind: RunnerKind, object: &mut Value, config: &Config) -> Changes {
     let mut changes = Changes::default();
     if !object.is_object() {
         return changes;
@@ -94,7 +94,7 @@ pub fn apply_defaults(kind: RunnerKind, object: &mut Value, config: &Config) -> 
 }
 
 /// Records which Beamstack version mutated the object and what it set.
-pub fn annotate(object: &mut Value, changes: &Changes) {
+pub(crate) fn annotate(object: &mut Value, changes: &Changes) {
     if let Some(annotations) = crate::tree::object_at(object, &["metadata", "annotations"]) {
         annotations.insert(
             ANNOTATION_MUTATED_BY.to_owned(),

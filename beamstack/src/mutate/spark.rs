@@ -9,7 +9,7 @@ use serde_json::Value;
 
 const ROLES: [&str; 2] = ["driver", "executor"];
 
-pub fn apply_defaults(object: &mut Value, spec_path: &[&str], config: &SparkConfig, changes: &mut Changes) {
+pub(crate) fn apply_defaults(object: &mut Value, spec_path: &[&str], config: &SparkConfig, changes: &mut Changes) {
     let Some(spec) = spec_value(object, spec_path) else {
         return;
     };
@@ -109,7 +109,7 @@ fn place_pods(spec: &mut Value, spec_path: &[&str], config: &SparkConfig, change
 }
 
 /// Adds the worker pool as an executor sidecar, with the artifact volume shared with the executor container.
-pub fn inject_harness(
+pub(crate) fn inject_harness(
     object: &mut Value,
     spec_path: &[&str],
     harness_spec: &HarnessSpec,

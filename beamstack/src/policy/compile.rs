@@ -77,7 +77,7 @@ fn is_identifier(name: &str) -> bool {
 }
 
 /// How many fields deep a mutation's path may go (Kubernetes objects' own paths stay well below).
-pub const MAX_MUTATION_PATH: usize = 32;
+pub(crate) const MAX_MUTATION_PATH: usize = 32;
 
 /// Compiles a policy; the first problem found is reported with its field and position.
 pub fn compile(policy: &RunnerPolicy, runtime: &Runtime) -> Result<CompiledPolicy, PolicyError> {

@@ -37,7 +37,7 @@ pub struct Document {
 }
 
 /// Every `.yaml`/`.yml` file below `dir` (sorted, so loading is deterministic), or `dir` itself if it is a file.
-pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+pub(crate) fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let error = |message: String| LoadError {
         file: dir.to_owned(),
         line: 0,

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 
 /// The request variables whose reads are narrowed: the ones holding the (possibly large) object.
-pub const NARROWED: [&str; 3] = ["object", "oldObject", "runnerSpec"];
+pub(crate) const NARROWED: [&str; 3] = ["object", "oldObject", "runnerSpec"];
 
 /// What is read of one JSON value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl Reads {
 }
 
 /// What each of [`NARROWED`] an expression reads; a variable it does not mention has no entry.
-pub fn reads_of(expression: &IdedExpr) -> HashMap<&'static str, Reads> {
+pub(crate) fn reads_of(expression: &IdedExpr) -> HashMap<&'static str, Reads> {
     let mut reads = HashMap::new();
     walk(expression, &mut reads);
     reads

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How long an admitted object counts as reserved if the watch never reports it.
-pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
+pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {

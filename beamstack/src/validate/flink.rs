@@ -133,7 +133,7 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
     }
 }
 
-pub fn session_job(subject: &Subject<'_>, out: &mut Vec<Violation>) {
+pub(crate) fn session_job(subject: &Subject<'_>, out: &mut Vec<Violation>) {
     let object = subject.object;
     if get_str(object, &["spec", "deploymentName"]).is_none_or(str::is_empty) {
         out.push(Violation::new(

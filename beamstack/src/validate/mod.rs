@@ -80,7 +80,7 @@ pub fn validate(subject: &Subject<'_>, config: &Config) -> Vec<Violation> {
 }
 
 /// The message of a denial: every violation on a line of its own, so kubectl prints a readable list.
-pub fn denial_message(kind: &str, name: &str, violations: &[Violation]) -> String {
+pub(crate) fn denial_message(kind: &str, name: &str, violations: &[Violation]) -> String {
     let count = violations.len();
     let noun = if count == 1 { "problem" } else { "problems" };
     let mut message = format!("{kind} {name:?} has {count} {noun}:");

@@ -130,7 +130,7 @@ pub(super) fn visit(expression: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
 }
 
 /// The direct subexpressions of `expression`, for analyses that walk the tree.
-pub fn children(expression: &IdedExpr) -> Vec<&IdedExpr> {
+pub(crate) fn children(expression: &IdedExpr) -> Vec<&IdedExpr> {
     match &expression.expr {
         Expr::Call(call) => call.target.as_deref().into_iter().chain(&call.args).collect(),
         Expr::Select(select) => vec![&select.operand],

@@ -19,9 +19,10 @@ mod quantities;
 mod strings;
 mod values;
 
-pub use checking::children;
+pub(crate) use checking::children;
 pub use quantities::CelQuantity;
-pub use values::{referenced_variables, to_cel, to_json, to_val};
+pub(crate) use values::referenced_variables;
+pub use values::{to_cel, to_json, to_val};
 
 use cel::{Context, Env, ExecutionError, IdedExpr, Value};
 use quantities::{
@@ -35,7 +36,7 @@ use std::time::Duration;
 use strings::{find, find_all, join, lower_ascii, matches, normalize_image, split, upper_ascii};
 
 /// The variables every policy expression may use.
-pub const VARIABLES: [&str; 13] = [
+pub(crate) const VARIABLES: [&str; 13] = [
     "object",
     "oldObject",
     "request",

@@ -33,7 +33,7 @@ pub fn to_val(value: &serde_json::Value) -> Box<dyn cel::common::value::Val> {
 }
 
 /// The request-level variables an expression refers to (`object`, `tenant`, ...).
-pub fn referenced_variables(compiled: &Compiled) -> Vec<&'static str> {
+pub(crate) fn referenced_variables(compiled: &Compiled) -> Vec<&'static str> {
     let mut found = Vec::new();
     visit(&compiled.expression, &mut |node| {
         if let Expr::Ident(name) = &node.expr
