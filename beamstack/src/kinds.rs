@@ -96,49 +96,31 @@ impl RunnerKind {
 
     /// Every container an object declares (pod templates, sidecars, init containers), with its field path.
     pub fn containers_of(self, object: &Value) -> Vec<(String, &Value)> {
-        let mut found = Vec::new();
-        for (path, key) in self.container_lists() {
-            if let Some(list) = get(object, &[&path[..], &[key]].concat()).and_then(Value::as_array) {
-                for (index, container) in list.iter().enumerate() {
-                    found.push((dotted(&path, &format!("{key}[{index}]")), container));
-                }
-            }
-        }
-        found
+        self.container_lists()
+            .into_iter()
+            .flat_map(|(owner, key)| entries_at(object, &owner, key))
+            .collect()
     }
 
     /// Every volume an object declares, with its field path.
     pub fn volumes_of(self, object: &Value) -> Vec<(String, &Value)> {
         let owners: Vec<Vec<&str>> = match self.runner() {
-            Runner::Flink => vec![
-                vec!["spec", "podTemplate", "spec"],
-                vec!["spec", "jobManager", "podTemplate", "spec"],
-                vec!["spec", "taskManager", "podTemplate", "spec"],
-            ],
+            Runner::Flink => FLINK_POD_SPECS.iter().map(|spec| spec.to_vec()).collect(),
             Runner::Spark => vec![self.spec_path().to_vec()],
         };
-        let mut found = Vec::new();
-        for owner in owners {
-            if let Some(list) = get(object, &[&owner[..], &["volumes"]].concat()).and_then(Value::as_array) {
-                for (index, volume) in list.iter().enumerate() {
-                    found.push((dotted(&owner, &format!("volumes[{index}]")), volume));
-                }
-            }
-        }
-        found
+        owners
+            .iter()
+            .flat_map(|owner| entries_at(object, owner, "volumes"))
+            .collect()
     }
 
     /// Where an object keeps lists of containers: (path of the owner, key of the list).
     fn container_lists(self) -> Vec<(Vec<&'static str>, &'static str)> {
         match self.runner() {
-            Runner::Flink => [
-                vec!["spec", "podTemplate", "spec"],
-                vec!["spec", "jobManager", "podTemplate", "spec"],
-                vec!["spec", "taskManager", "podTemplate", "spec"],
-            ]
-            .into_iter()
-            .flat_map(|template| [(template.clone(), "initContainers"), (template, "containers")])
-            .collect(),
+            Runner::Flink => FLINK_POD_SPECS
+                .iter()
+                .flat_map(|spec| [(spec.to_vec(), "initContainers"), (spec.to_vec(), "containers")])
+                .collect(),
             Runner::Spark => ["driver", "executor"]
                 .into_iter()
                 .flat_map(|role| {
@@ -148,6 +130,23 @@ impl RunnerKind {
                 .collect(),
         }
     }
+}
+
+/// The pod specs of a FlinkDeployment: the template both roles start from, then each role's own.
+const FLINK_POD_SPECS: [&[&str]; 3] = [
+    &["spec", "podTemplate", "spec"],
+    &["spec", "jobManager", "podTemplate", "spec"],
+    &["spec", "taskManager", "podTemplate", "spec"],
+];
+
+/// The entries of the list `key` under `owner`, each with its field path (`owner.key[index]`).
+fn entries_at<'a>(object: &'a Value, owner: &[&str], key: &str) -> Vec<(String, &'a Value)> {
+    let list = get(object, &[owner, &[key]].concat()).and_then(Value::as_array);
+    list.into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, entry)| (dotted(owner, &format!("{key}[{index}]")), entry))
+        .collect()
 }
 
 impl fmt::Display for RunnerKind {
