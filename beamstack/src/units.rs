@@ -108,7 +108,7 @@ pub fn flink_memory(text: &str) -> Result<Bytes, UnitError> {
 
 /// Reads a Spark (JVM-style) memory string: `k`, `m`, `g`, `t`, `p`, optionally followed by `b`, case-insensitive;
 /// a bare number is mebibytes.
-pub(crate) fn spark_memory(text: &str) -> Result<Bytes, UnitError> {
+pub fn spark_memory(text: &str) -> Result<Bytes, UnitError> {
     let (number, unit) = split_integer_and_unit(text).ok_or_else(|| UnitError::SparkMemory(text.to_owned()))?;
     let multiplier = match unit.to_ascii_lowercase().as_str() {
         "" | "m" | "mb" => MIB,

@@ -157,6 +157,8 @@ fn the_flink_application_runs_the_pipeline_against_the_worker_pool() {
         "examples/beam/simple_filter.yaml",
         "--parallelism",
         "4",
+        "--slots",
+        "2",
         "--checkpoint-interval",
         "30s",
         "--upgrade-mode",
@@ -214,6 +216,10 @@ fn the_flink_application_runs_the_pipeline_against_the_worker_pool() {
         "/opt/flink/usrlib"
     );
     assert_eq!(job["parallelism"], 4);
+    assert_eq!(
+        deployment["spec"]["flinkConfiguration"]["taskmanager.numberOfTaskSlots"], "2",
+        "parallelism 4 on two TaskManagers of two slots"
+    );
     assert_eq!(job["upgradeMode"], "last-state");
     assert_eq!(
         deployment["spec"]["flinkConfiguration"]["execution.checkpointing.dir"],
@@ -278,7 +284,7 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
 
 #[test]
 fn refusals_say_why_and_what_to_do() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["examples/beam/explode.yaml", "--runner", "samza"],
             "Beam removed it (discontinued as of Beam 2.74.0)",
@@ -297,6 +303,11 @@ fn refusals_say_why_and_what_to_do() {
         ),
         (&["examples/beam/kafka.yaml"], "TOPIC"),
         (&["testdata/beam/invalid/dangling-input.yaml"], "dangling-input.yaml:8"),
+        (
+            &["examples/beam/explode.yaml", "--session", "shared", "--slots", "2"],
+            "cluster create --slots",
+        ),
+        (&["examples/beam/explode.yaml", "--slots", "0"], "--slots"),
     ];
     for (args, words) in cases {
         let mut full = vec!["run", "--dry-run=client"];

@@ -227,6 +227,59 @@ async fn flink_updates_cannot_switch_cluster_kind_or_mode() {
     assert_eq!(denied_fields(&response), ["spec.mode"]);
 }
 
+/// A fixture's application job with this upgrade mode and parallelism, with checkpoint and savepoint directories.
+async fn job_with(name: &str, mode: &str, parallelism: i64) -> Value {
+    let mut object = ready(name).await;
+    object["spec"]["job"]["upgradeMode"] = json!(mode);
+    object["spec"]["job"]["parallelism"] = json!(parallelism);
+    let configuration = &mut object["spec"]["flinkConfiguration"];
+    configuration["execution.checkpointing.dir"] = json!("s3://bucket/checkpoints");
+    configuration["execution.checkpointing.savepoint-dir"] = json!("s3://bucket/savepoints");
+    object
+}
+
+/// A stateful upgrade of a Beam pipeline may not cross parallelism 1 (Beam's Impulse source has no operator uid, see
+/// the rule); between parallelisms above 1, in stateless mode, with allowNonRestoredState, and for a Flink job that
+/// is not a Beam pipeline, the change is admitted.
+#[tokio::test]
+async fn a_stateful_beam_upgrade_may_not_cross_parallelism_1() {
+    let state = state(Config::default());
+    for (from, to) in [(1, 2), (4, 1)] {
+        let old = job_with("flink-pipeline", "last-state", from).await;
+        let new = job_with("flink-pipeline", "last-state", to).await;
+        let response = validated(&state, "UPDATE", &new, Some(&old)).await;
+        assert_eq!(
+            denied_fields(&response),
+            ["spec.job.parallelism"],
+            "{from} -> {to}: {response}"
+        );
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("from parallelism {from} to {to}")) && message.contains("allowNonRestoredState"),
+            "{message}"
+        );
+        // The same object as a CREATE starts a new job: nothing to restore.
+        assert_eq!(validated(&state, "CREATE", &new, None).await["allowed"], true);
+
+        let mut dropping = new.clone();
+        dropping["spec"]["job"]["allowNonRestoredState"] = json!(true);
+        let response = validated(&state, "UPDATE", &dropping, Some(&old)).await;
+        assert_eq!(response["allowed"], true, "allowNonRestoredState: {response}");
+    }
+    let admitted = [
+        ("flink-pipeline", "last-state", 2, 4),
+        ("flink-pipeline", "savepoint", 4, 2),
+        ("flink-pipeline", "stateless", 1, 2),
+        ("flink-plain", "last-state", 1, 2),
+    ];
+    for (name, mode, from, to) in admitted {
+        let old = job_with(name, mode, from).await;
+        let new = job_with(name, mode, to).await;
+        let response = validated(&state, "UPDATE", &new, Some(&old)).await;
+        assert_eq!(response["allowed"], true, "{name} {mode} {from} -> {to}: {response}");
+    }
+}
+
 #[tokio::test]
 async fn session_job_rules() {
     let config = Config::default();

@@ -113,12 +113,14 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
             ));
         }
     }
+    let beam_pipeline = matches!(harness::harness_for(object, &config.harness), Ok(Some(_)));
     if let Some(old) = subject.old_object {
         check_transition(old, object, out);
+        if beam_pipeline {
+            check_stateful_rescale(old, object, out);
+        }
     }
-    if matches!(harness::harness_for(object, &config.harness), Ok(Some(_)))
-        && let Some(value) = setting(MERGE_BY_NAME_KEY)
-    {
+    if beam_pipeline && let Some(value) = setting(MERGE_BY_NAME_KEY) {
         let merged_by_name = value
             .as_str()
             .map_or(value.as_bool() == Some(true), |text| text == "true");
@@ -281,6 +283,40 @@ fn check_transition(old: &Value, new: &Value, out: &mut Vec<Violation>) {
                 "cannot change mode from {} to {} after deployment: delete and recreate",
                 mode(old),
                 mode(new)
+            ),
+        ));
+    }
+}
+
+/// A stateful upgrade of a Beam pipeline may not cross parallelism 1. Beam's Flink runner (2.62) gives its Impulse
+/// source, the root of every Python pipeline's reads, no operator uid, so Flink derives the source's operator id
+/// from the job graph's shape; at parallelism 1 the source is chained into the next operator, above 1 it is not, and
+/// the id changes. The restored job then holds checkpointed state for an operator the new graph lacks, and Flink
+/// refuses to start it ("There is no operator for the state ...") until someone intervenes. Between two
+/// parallelisms above 1 the ids stay the same (the e2e upgrade scenario restores 2 -> 4).
+fn check_stateful_rescale(old: &Value, new: &Value, out: &mut Vec<Violation>) {
+    let Some(job) = get(new, &["spec", "job"]).filter(|job| job.is_object()) else {
+        return;
+    };
+    let upgrade_mode = job.get("upgradeMode").and_then(Value::as_str).unwrap_or("stateless");
+    let drops_unmatched_state = job.get("allowNonRestoredState").and_then(Value::as_bool) == Some(true);
+    if !matches!(upgrade_mode, "last-state" | "savepoint") || drops_unmatched_state {
+        return;
+    }
+    let parallelism = |object: &Value| get(object, &["spec", "job", "parallelism"]).and_then(Value::as_i64);
+    let (Some(before), Some(after)) = (parallelism(old), parallelism(new)) else {
+        return;
+    };
+    if (before == 1) != (after == 1) && before >= 1 && after >= 1 {
+        out.push(Violation::new(
+            "flink-stateful-rescale",
+            "spec.job.parallelism",
+            format!(
+                "a {upgrade_mode} upgrade from parallelism {before} to {after} cannot restore this Beam job's state: \
+                 Beam's Flink runner gives its Impulse source no stable operator id, and the id changes when the \
+                 parallelism crosses 1; keep the parallelism above 1 (any change between 2 and more restores), use \
+                 upgradeMode stateless, or set spec.job.allowNonRestoredState: true (the Impulse then fires again: \
+                 the pipeline's sources read once more from their start)"
             ),
         ));
     }

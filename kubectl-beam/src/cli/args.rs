@@ -311,6 +311,22 @@ pub struct RunArgs {
     /// A Flink memory size for each TaskManager.
     #[arg(long, default_value = "2048m")]
     pub task_manager_memory: String,
+    /// CPU cores the Spark driver's pod requests (its JVM gets one core: spark.driver.cores).
+    #[arg(long, default_value_t = 1.0)]
+    pub driver_cpu: f64,
+    /// A Spark (JVM) memory size for the driver, such as 1g or 512m.
+    #[arg(long, default_value = "1g")]
+    pub driver_memory: String,
+    /// CPU cores each Spark executor's pod requests (one task at a time: spark.executor.cores is 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub executor_cpu: f64,
+    /// A Spark (JVM) memory size for each executor, such as 2g.
+    #[arg(long, default_value = "2g")]
+    pub executor_memory: String,
+    /// Task slots in each TaskManager (Flink application mode, default 1): the job's parallelism runs on
+    /// parallelism / slots TaskManagers, rounded up, which share one worker pool each.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots: Option<u32>,
     #[arg(long, default_value = "stateless", value_parser = ["stateless", "last-state", "savepoint"])]
     pub upgrade_mode: String,
     /// Checkpoint every this often (Flink), such as 30s.

@@ -96,17 +96,36 @@ fn settings(
     for (flag, cpu) in [
         ("--job-manager-cpu", args.job_manager_cpu),
         ("--task-manager-cpu", args.task_manager_cpu),
+        ("--driver-cpu", args.driver_cpu),
+        ("--executor-cpu", args.executor_cpu),
     ] {
         if cpu.is_nan() || cpu <= 0.0 {
             return Err(format!("{flag} must be a positive number of cores, such as 0.5"));
         }
     }
-    for (flag, memory) in [
-        ("--job-manager-memory", &args.job_manager_memory),
-        ("--task-manager-memory", &args.task_manager_memory),
+    // Flink's memory sizes and Spark's (JVM) ones are read by different rules.
+    let flink_memory = |text: &str| beamstack::units::flink_memory(text).map(drop);
+    let spark_memory = |text: &str| beamstack::units::spark_memory(text).map(drop);
+    for (flag, memory, parse) in [
+        (
+            "--job-manager-memory",
+            &args.job_manager_memory,
+            &flink_memory as &dyn Fn(&str) -> _,
+        ),
+        ("--task-manager-memory", &args.task_manager_memory, &flink_memory),
+        ("--driver-memory", &args.driver_memory, &spark_memory),
+        ("--executor-memory", &args.executor_memory, &spark_memory),
     ] {
-        beamstack::units::flink_memory(memory).map_err(|error| format!("{flag}: {error}"))?;
+        parse(memory).map_err(|error| format!("{flag}: {error}"))?;
     }
+    settings.spark_driver = convert::Resources {
+        cpu: args.driver_cpu,
+        memory: args.driver_memory.clone(),
+    };
+    settings.spark_executor = convert::Resources {
+        cpu: args.executor_cpu,
+        memory: args.executor_memory.clone(),
+    };
     settings.job_manager = convert::Resources {
         cpu: args.job_manager_cpu,
         memory: args.job_manager_memory.clone(),
@@ -140,8 +159,15 @@ fn settings(
     if settings.session.is_some() && settings.runner != Runner::Flink {
         return Err("--session is for the Flink runner".into());
     }
-    if settings.runner == Runner::Spark && !settings.claims.is_empty() {
-        return Err("--pvc is not supported for the Spark runner yet: mount the claim in the SparkApplication".into());
+    if let Some(slots) = args.slots {
+        if settings.runner != Runner::Flink || settings.session.is_some() {
+            return Err(
+                "--slots is for Flink application mode: a session cluster's slots are set by \
+                        `kubectl beam cluster create --slots`"
+                    .into(),
+            );
+        }
+        settings.task_slots = slots;
     }
     Ok(settings)
 }

@@ -74,6 +74,9 @@ pub struct RunSettings {
     pub job_server_image: Option<String>,
     pub job_manager: Resources,
     pub task_manager: Resources,
+    /// The Spark driver's and each executor's pod: cores requested and JVM memory (Spark's format).
+    pub spark_driver: Resources,
+    pub spark_executor: Resources,
     pub parallelism: Option<u32>,
     pub upgrade_mode: String,
     pub checkpoint_interval_ms: Option<u64>,
@@ -147,6 +150,14 @@ impl RunSettings {
             job_server_image: None,
             job_manager: Resources::default(),
             task_manager: Resources::default(),
+            spark_driver: Resources {
+                cpu: 1.0,
+                memory: "1g".into(),
+            },
+            spark_executor: Resources {
+                cpu: 1.0,
+                memory: "2g".into(),
+            },
             parallelism: None,
             upgrade_mode: "stateless".into(),
             checkpoint_interval_ms: None,

@@ -38,9 +38,16 @@ pub(super) fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Res
         }
         (Runner::Spark, _) => {
             // As for Flink: Beam's Spark job server beside the launcher writes the executable jar.
+            let jar = format!("{SPARK_JAR_DIR}/pipeline.jar");
             options.push(("runner".into(), "PortableRunner".into()));
             options.push(("job_endpoint".into(), format!("localhost:{JOB_SERVER_PORT}")));
-            options.push(("output_executable_path".into(), format!("{SPARK_JAR_DIR}/pipeline.jar")));
+            options.push(("output_executable_path".into(), jar.clone()));
+            // The driver serves the jar to the executors (they have no copy of the driver pod's volume); without
+            // it, Beam would stage the driver's whole classpath, Spark's 250 jars included.
+            options.push(("files_to_stage".into(), jar));
+            // Each executor keeps its Python worker between tasks: without it Beam stops the worker when a task
+            // ends and the worker pool starts a new one for the next.
+            options.push(("environment_cache_millis".into(), "10000".into()));
         }
     }
     // The Flink job carries the pipeline's name, so its metrics (label job_name) and its UI entry can be found.
@@ -49,13 +56,18 @@ pub(super) fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Res
     }
     options.push(("environment_type".into(), "EXTERNAL".into()));
     options.push(("environment_config".into(), format!("localhost:{HARNESS_PORT}")));
-    if let Some(parallelism) = settings.parallelism {
+    // Flink's options; on Spark the parallelism is the executor count (spec.executor.instances).
+    if settings.runner == Runner::Flink
+        && let Some(parallelism) = settings.parallelism
+    {
         options.push(("parallelism".into(), parallelism.to_string()));
     }
     if is_streaming(pipeline) {
         options.push(("streaming".into(), "true".into()));
     }
-    if let Some(interval) = settings.checkpoint_interval_ms {
+    if settings.runner == Runner::Flink
+        && let Some(interval) = settings.checkpoint_interval_ms
+    {
         options.push(("checkpointing_interval".into(), interval.to_string()));
     }
     // Beam lets the file's `options:` override flags of the same name; a silent override of what we generated would

@@ -1,36 +1,73 @@
-//! Spark: a SparkApplication running Beam's SparkPipelineRunner from an executable jar its driver pod builds.
+//! Spark: a SparkApplication running Beam's SparkPipelineRunner from an executable jar its driver pod builds. The
+//! driver serves that jar to the executors (Beam stages it: see the launcher options), whose worker pool runs the
+//! pipeline's Python steps.
 
 use super::labels::{harness_annotations, labels};
 use super::options::{LAUNCHER_COMMAND, launcher_args};
-use super::{RunSettings, SPARK_JAR_DIR, job_server_sidecar, launcher_image, pipeline_mount, pipeline_volume};
+use super::versions::SPARK_RELEASE;
+use super::{
+    RunSettings, SPARK_JAR_DIR, claim_mounts, claim_volumes, job_server_sidecar, launcher_image, pipeline_mount,
+    pipeline_volume,
+};
 use crate::pipeline::Pipeline;
-use beamstack::contract::{SPARK_GROUP, SPARK_VERSION};
+use beamstack::contract::{HARNESS_CONTAINER, SPARK_GROUP, SPARK_VERSION};
 use serde_json::{Value, json};
 
+/// The API server as pods reach it: the master Spark's driver runs against on Kubernetes.
+pub(super) const SPARK_MASTER_IN_CLUSTER: &str = "k8s://https://kubernetes.default.svc";
+
 pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
-    let jar_dir = SPARK_JAR_DIR;
     let jar_volume = json!({"name": "beam-pipeline-jar", "emptyDir": {}});
-    let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": jar_dir});
+    let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": SPARK_JAR_DIR});
+    let claims = claim_mounts(&settings.claims);
+    let mut job_server = job_server_sidecar(settings, &jar_mount);
+    // A master that is not local makes the pipeline jar's SparkPipelineRunner stage its files to the executors
+    // (Beam's files_to_stage: the jar itself): Spark's spark.master from spark-submit still decides where it runs.
+    if let Some(args) = job_server["args"].as_array_mut() {
+        args.push(Value::from(format!("--spark-master-url={SPARK_MASTER_IN_CLUSTER}")));
+    }
+    let driver_mounts = [vec![jar_mount.clone()], claims.clone()].concat();
+    let launcher_mounts = [vec![pipeline_mount(), jar_mount], claims.clone()].concat();
+    let volumes = [
+        vec![pipeline_volume(settings), jar_volume],
+        claim_volumes(&settings.claims),
+    ]
+    .concat();
     let mut driver = json!({
         "cores": 1,
-        "memory": "1g",
+        "coreRequest": cpu_request(settings.spark_driver.cpu),
+        "memory": settings.spark_driver.memory,
         "labels": labels(settings),
-        "volumeMounts": [jar_mount.clone()],
+        "volumeMounts": driver_mounts,
         // Beam's images only, as for Flink: the Spark job server (a native sidecar) and Beam YAML's launcher in the
-        // SDK image, which has it write the executable jar the driver runs.
+        // SDK image, which has it write the executable jar the driver runs. Init containers reach the driver pod
+        // through the Spark operator's pod webhook.
         "initContainers": [
-            job_server_sidecar(settings, &jar_mount),
+            job_server,
             {
                 "name": "build-pipeline-jar",
                 "image": launcher_image(settings),
                 "command": LAUNCHER_COMMAND,
                 "args": launcher_args(options),
-                "volumeMounts": [pipeline_mount(), jar_mount],
+                "volumeMounts": launcher_mounts,
             },
         ],
     });
     if let Some(account) = &settings.service_account {
         driver["serviceAccount"] = Value::from(account.clone());
+    }
+    let mut executor = json!({
+        "cores": 1,
+        "coreRequest": cpu_request(settings.spark_executor.cpu),
+        "memory": settings.spark_executor.memory,
+        "instances": settings.parallelism.unwrap_or(1),
+        "labels": labels(settings),
+    });
+    if !claims.is_empty() {
+        // The executors' Spark container and the worker pool the webhook completes (image, port, resources are
+        // its) both see the claims: the Python steps read and write there.
+        executor["volumeMounts"] = Value::from(claims.clone());
+        executor["sidecars"] = json!([{"name": HARNESS_CONTAINER, "volumeMounts": claims}]);
     }
     json!({
         "apiVersion": format!("{SPARK_GROUP}/{SPARK_VERSION}"),
@@ -44,19 +81,20 @@ pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, opt
         "spec": {
             "type": "Java",
             "mode": "cluster",
-            "image": settings.image.clone().unwrap_or_else(|| "apache/spark:3.5.6".into()),
-            "sparkVersion": "3.5.6",
+            "image": settings.image.clone().unwrap_or_else(|| settings.versions.spark_image()),
+            "sparkVersion": SPARK_RELEASE,
             "mainClass": "org.apache.beam.runners.spark.SparkPipelineRunner",
-            "mainApplicationFile": format!("local://{jar_dir}/pipeline.jar"),
+            "mainApplicationFile": format!("local://{SPARK_JAR_DIR}/pipeline.jar"),
             "restartPolicy": {"type": "Never"},
-            "volumes": [pipeline_volume(settings), jar_volume],
+            "volumes": volumes,
             "driver": driver,
-            "executor": {
-                "cores": 1,
-                "memory": "2g",
-                "instances": settings.parallelism.unwrap_or(1),
-                "labels": labels(settings),
-            },
+            "executor": executor,
         },
     })
+}
+
+/// A pod's CPU request as a Kubernetes quantity in millicores (0.25 is "250m"): Spark's `cores` stays 1, the task
+/// slots of the JVM, while the pod may ask for less or more of the node.
+fn cpu_request(cores: f64) -> String {
+    format!("{}m", (cores * 1000.0).round().max(1.0) as u64)
 }

@@ -117,6 +117,12 @@ impl Versions {
         )
     }
 
+    /// The image the Spark pods run by default: Spark's own, in its Java 17 build (the plain `apache/spark:<version>`
+    /// tag is the Java 11 one). Beam's part comes from Beam's images in the driver pod and the executor pods.
+    pub fn spark_image(&self) -> String {
+        format!("apache/spark:{SPARK_RELEASE}-java17")
+    }
+
     /// Beam's Spark job server image (Spark 3): its jar turns a pipeline into an executable Spark job.
     pub fn spark_job_server_image(&self) -> String {
         format!("{BEAM_REPOSITORY}/beam_spark3_job_server:{}", self.beam)
@@ -129,6 +135,10 @@ impl Versions {
         format!("{repository}:{}", self.flink_minor)
     }
 }
+
+/// The Spark release kubectl beam's SparkApplications name (`spec.sparkVersion`) and run by default: the newest 3.5
+/// release (Beam's Spark runner is built for Spark 3 and Scala 2.12, which Spark 4 left).
+pub const SPARK_RELEASE: &str = "3.5.6";
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,8 @@
 //! Without that cluster the scenarios skip, saying so, unless BEAMSTACK_E2E=1 (as `scripts/test.sh` sets), where a
 //! missing cluster is a failure.
 
+pub mod pipelines;
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,20 +5,20 @@
 //! scripts/e2e-images.sh builds under those names (tests/node/images/*/Dockerfile say what each stands for).
 //!
 //! Beam 2.62.0 with Flink 1.19: the newest pair whose Flink runner resolves from the Maven mirror CI reaches.
-//! Inputs and outputs live on a PersistentVolume backed by a folder of this machine (.e2e/flink-data), mounted with
+//! Inputs and outputs live on a PersistentVolume backed by a folder of this machine (.e2e/pipeline-data), mounted with
 //! `--pvc` where the pipeline's code runs; the tests compare what the pipeline wrote there record by record.
 
+use e2e::pipelines::*;
 use e2e::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const NAMESPACE: &str = "beam-flink";
-const CSV_FILTER: &str = "tests/e2e/fixtures/flink/csv_filter.yaml";
-const RAISES: &str = "tests/e2e/fixtures/flink/raises.yaml";
-const SLOW: &str = "tests/e2e/fixtures/flink/slow.yaml";
-const TICKS: &str = "tests/e2e/fixtures/flink/ticks.yaml";
-const ORDERS: &str = "id,customer,amount\n1,alice,10\n2,bob,25\n3,carol,30\n4,dave,20\n5,erin,99\n";
+const CSV_FILTER: &str = "tests/e2e/fixtures/pipelines/csv_filter.yaml";
+const RAISES: &str = "tests/e2e/fixtures/pipelines/raises.yaml";
+const SLOW: &str = "tests/e2e/fixtures/pipelines/slow.yaml";
+const TICKS: &str = "tests/e2e/fixtures/pipelines/ticks.yaml";
 
 /// Sizes that let a JobManager and a TaskManager (with its worker pool) fit on this 2-core node beside Beamstack.
 const SMALL: &[&str] = &[
@@ -42,23 +42,6 @@ const VERSIONS: &[&str] = &[
     "3.11",
 ];
 
-/// One pipeline at a time: the node has room for one JobManager and one TaskManager.
-static NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// What a scenario holds while it runs: the node (one pipeline at a time) and the webhook (shared with the other
-/// end-to-end files, which may not restart it meanwhile).
-struct HeldNode {
-    _node: std::sync::MutexGuard<'static, ()>,
-    _webhook: std::sync::RwLockReadGuard<'static, ()>,
-}
-
-fn hold_the_node() -> HeldNode {
-    HeldNode {
-        _node: NODE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
-        _webhook: webhook_shared(),
-    }
-}
-
 /// `kubectl beam delete NAME --wait`, then until the pods labelled `app=NAME` are gone.
 fn delete_and_wait_for_pods_to_go(name: &str) {
     let deleted = beam(&["delete", name, "-n", NAMESPACE, "--wait"]);
@@ -68,109 +51,8 @@ fn delete_and_wait_for_pods_to_go(name: &str) {
 
 fn wait_for_pods_to_go(app: &str) {
     wait_for(&format!("the pods of {app} to go"), Duration::from_secs(180), || {
-        pods(&format!("app={app}")).is_empty().then_some(())
+        pods(NAMESPACE, &format!("app={app}")).is_empty().then_some(())
     });
-}
-
-/// A PersistentVolume on a folder of this machine and its claim in beam-flink, removed when dropped.
-struct DataVolume {
-    name: String,
-    dir: PathBuf,
-}
-
-impl DataVolume {
-    fn new(name: &str) -> Self {
-        let dir = root().join(".e2e/flink-data").join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Flink's containers run as the user flink (9999), the worker pool as root: both write here.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let manifest = format!(
-            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  \
-             accessModes: [ReadWriteMany]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  \
-             hostPath: {{path: {dir}, type: Directory}}\n  claimRef: {{namespace: {NAMESPACE}, name: {name}}}\n---\n\
-             apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}, namespace: {NAMESPACE}}}\nspec:\n  \
-             accessModes: [ReadWriteMany]\n  storageClassName: \"\"\n  volumeName: {name}\n  \
-             resources: {{requests: {{storage: 1Gi}}}}\n",
-            dir = dir.display()
-        );
-        let run = apply(&manifest);
-        assert!(run.ok, "{}", run.stderr);
-        Self {
-            name: name.to_owned(),
-            dir,
-        }
-    }
-
-    fn claim(&self) -> String {
-        format!("{}:/data", self.name)
-    }
-}
-
-impl Drop for DataVolume {
-    fn drop(&mut self) {
-        kubectl(&[
-            "delete",
-            "pvc",
-            &self.name,
-            "-n",
-            NAMESPACE,
-            "--wait=false",
-            "--ignore-not-found",
-        ]);
-        kubectl(&["delete", "pv", &self.name, "--wait=false", "--ignore-not-found"]);
-    }
-}
-
-fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-fn pods(selector: &str) -> Vec<Value> {
-    let run = kubectl(&["get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json"]);
-    assert!(run.ok, "{}", run.stderr);
-    let list: Value = serde_json::from_str(&run.stdout).unwrap();
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn container_names(pod: &Value, field: &str) -> Vec<String> {
-    pod["spec"][field]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|container| container["name"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Every line of every shard a Beam write produced for an output prefix, sorted.
-fn output_lines(prefix: &Path) -> Vec<String> {
-    let dir = prefix.parent().unwrap();
-    let stem = prefix.file_name().unwrap().to_str().unwrap();
-    let mut lines: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|entry| entry.file_name().to_string_lossy().starts_with(stem))
-                .flat_map(|entry| {
-                    std::fs::read_to_string(entry.path())
-                        .unwrap_or_default()
-                        .lines()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    lines.sort();
-    lines
 }
 
 /// What the operator and Flink said, for a failing test.
@@ -251,26 +133,13 @@ fn run_pipeline_sized(file: &str, name: &str, sizes: &[&str], extra: &[&str]) ->
     beam(&args)
 }
 
-/// Orders over 20, customer upper-cased, total doubled: what csv_filter.yaml's Python steps make of ORDERS.
-fn assert_filtered_orders(prefix: &Path) {
-    let lines = output_lines(prefix);
-    let mut records: Vec<Value> = lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect();
-    records.sort_by_key(|record| record["id"].as_i64());
-    let expected: Vec<Value> = vec![
-        serde_json::json!({"id": 2, "customer": "BOB", "total": 50}),
-        serde_json::json!({"id": 3, "customer": "CAROL", "total": 60}),
-        serde_json::json!({"id": 5, "customer": "ERIN", "total": 198}),
-    ];
-    assert_eq!(records, expected, "{lines:?}");
-}
-
 #[test]
 fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker_pool() {
     require_cluster!();
     let _held = hold_the_node();
     let name = format!("orders-{}", std::process::id());
     let _job = DeleteOnDrop::flink_deployment(&name);
-    let data = DataVolume::new(&name);
+    let data = DataVolume::new(NAMESPACE, &name);
     std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
 
     let pvc = data.claim();
@@ -300,7 +169,7 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
 
     // The operator made the JobManager from the generated spec: Flink's image, the job server and the launcher
     // before it.
-    let job_manager = pods(&format!("app={name},component=jobmanager"));
+    let job_manager = pods(NAMESPACE, &format!("app={name},component=jobmanager"));
     assert_eq!(job_manager.len(), 1, "{}", diagnostics(&name));
     assert_eq!(
         container_names(&job_manager[0], "initContainers"),
@@ -308,7 +177,9 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     );
     // Flink made the TaskManagers; each has the worker pool the webhook injected.
     let task_manager = wait_for("a TaskManager pod", Duration::from_secs(120), || {
-        pods(&format!("app={name},component=taskmanager")).into_iter().next()
+        pods(NAMESPACE, &format!("app={name},component=taskmanager"))
+            .into_iter()
+            .next()
     });
     let containers = container_names(&task_manager, "containers");
     assert!(containers.contains(&"beam-worker-pool".to_owned()), "{containers:?}");
@@ -346,7 +217,7 @@ fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
     let name = format!("orders-session-{}", std::process::id());
     let _cluster = DeleteOnDrop::flink_deployment(&cluster);
     let _job = DeleteOnDrop::job(&name);
-    let data = DataVolume::new(&name);
+    let data = DataVolume::new(NAMESPACE, &name);
     std::fs::write(data.dir.join("orders.csv"), ORDERS).unwrap();
     let pvc = data.claim();
 
@@ -410,7 +281,9 @@ fn session_mode_job_runs_in_the_session_cluster_and_status_and_list_agree() {
     // Flink's resource manager starts a TaskManager for the submitted job, from the pod template the webhook
     // completed: the worker pool is in it.
     let task_manager = wait_for("a session TaskManager pod", Duration::from_secs(240), || {
-        pods(&format!("app={cluster},component=taskmanager")).into_iter().next()
+        pods(NAMESPACE, &format!("app={cluster},component=taskmanager"))
+            .into_iter()
+            .next()
     });
     let containers = container_names(&task_manager, "containers");
     assert!(containers.contains(&"beam-worker-pool".to_owned()), "{containers:?}");
@@ -633,7 +506,7 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
     wait_for("the job's pods and ConfigMaps to go", Duration::from_secs(180), || {
         let config_maps = kubectl(&["get", "configmaps", "-n", NAMESPACE, "-o", "name"]).stdout;
         let left: Vec<&str> = config_maps.lines().filter(|line| line.contains(&name)).collect();
-        (pods(&format!("app={name}")).is_empty() && left.is_empty()).then_some(())
+        (pods(NAMESPACE, &format!("app={name}")).is_empty() && left.is_empty()).then_some(())
     });
 }
 
@@ -675,15 +548,7 @@ impl Drop for DeleteOnDrop {
             "--ignore-not-found",
             "--wait=false",
         ]);
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while Instant::now() < deadline {
-            let listed = kubectl(&["get", "pods", "-n", NAMESPACE, "-l", &self.pods, "-o", "name"]);
-            if listed.ok && listed.stdout.trim().is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        eprintln!("{} {}: pods still there after 180 s", self.kind, self.name);
+        wait_quietly_for_pods_to_go(NAMESPACE, &self.pods, &format!("{} {}", self.kind, self.name));
     }
 }
 
@@ -700,25 +565,43 @@ fn upgraded_job_id(name: &str, parallelism: u32) -> Option<String> {
     done.then(|| status["jobStatus"]["jobId"].as_str().unwrap_or("").to_owned())
 }
 
-/// Upgrades: the same streaming pipeline run again with another parallelism: the operator upgrades the job. A
-/// stateless upgrade starts a new job (checkpoints on a volume of the node). A last-state upgrade (Flink's
-/// high-availability metadata beside them) would resume the same job: written below, not run yet (see the loop).
+/// The checkpoint the running job `job_id` of `name` restored from, as Flink's REST API reports it (through the API
+/// server's proxy to the JobManager's rest Service): its id and path, or None before the job has restored one.
+fn restored_checkpoint(name: &str, job_id: &str) -> Option<(u64, String)> {
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/services/{name}-rest:8081/proxy/jobs/{job_id}/checkpoints");
+    let run = kubectl(&["get", "--raw", &path]);
+    let statistics: Value = serde_json::from_str(&run.stdout).ok()?;
+    let restored = &statistics["latest"]["restored"];
+    Some((restored["id"].as_u64()?, restored["external_path"].as_str()?.to_owned()))
+}
+
+/// The highest `chk-N` the job wrote to `dir`, if any.
+fn newest_checkpoint(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .max()
+}
+
+/// Upgrades: the same streaming pipeline run again with another parallelism: the operator upgrades the job.
+/// Stateless (1 -> 2) starts a new job. Last-state (2 -> 4, two slots per TaskManager) resumes the same job from the
+/// checkpoint Flink's high-availability metadata points to, both on a volume of the node. A last-state change across
+/// parallelism 1 is refused by the webhook before it reaches the operator: Beam's Impulse source has no operator
+/// uid, and its generated id differs between a graph where it is chained (parallelism 1) and one where it is not,
+/// so Flink would refuse the checkpoint ("There is no operator for the state ...").
 #[test]
-#[allow(clippy::single_element_loop)] // last-state joins the loop once it restores (see there)
 fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
     require_cluster!();
     let _held = hold_the_node();
-    // last-state is not run yet: on this pipeline the restored JobMaster refuses the checkpoint ("There is no
-    // operator for the state ...": the job graph Beam builds for parallelism 2 chains and hashes its operators
-    // differently from the one for 1), so it needs Beam-stable operator ids or allowNonRestoredState first.
-    for mode in ["stateless"] {
+    // Both end on two TaskManagers, each with the worker pool's default request (500m), beside the JobManager, the
+    // operator and Beamstack: a tenth of a core per TaskManager is what still fits the 2-core node (they may burst:
+    // the test operator's limit factor).
+    for (mode, from, to, slots) in [("stateless", "1", "2", "1"), ("last-state", "2", "4", "2")] {
         let name = format!("upgrade-{mode}-{}", std::process::id());
-        let data = DataVolume::new(&name);
+        let data = DataVolume::new(NAMESPACE, &name);
         let _job = DeleteOnDrop::flink_deployment(&name);
         let pvc = data.claim();
-        // Two TaskManagers, each with the worker pool's default request (500m), beside the JobManager, the
-        // operator and Beamstack: a tenth of a core per TaskManager is what still fits the 2-core node (they may
-        // burst: the test operator's limit factor).
         let sizes = [
             "--job-manager-cpu",
             "0.25",
@@ -729,66 +612,84 @@ fn running_again_with_another_parallelism_upgrades_stateless_and_last_state() {
             "--task-manager-memory",
             "1536m",
         ];
-        let run = |parallelism: &str| {
-            run_pipeline_sized(
-                TICKS,
-                &name,
-                &sizes,
-                &[
-                    "--pvc",
-                    &pvc,
-                    "--upgrade-mode",
-                    mode,
-                    "--checkpoint-interval",
-                    "5s",
-                    "--checkpoint-dir",
-                    "file:///data/checkpoints",
-                    "--parallelism",
-                    parallelism,
-                ],
-            )
+        let run = |parallelism: &str, more: &[&str]| {
+            let mut extra = vec![
+                "--pvc",
+                &pvc,
+                "--upgrade-mode",
+                mode,
+                "--checkpoint-interval",
+                "5s",
+                "--checkpoint-dir",
+                "file:///data/checkpoints",
+                "--parallelism",
+                parallelism,
+                "--slots",
+                slots,
+            ];
+            extra.extend_from_slice(more);
+            run_pipeline_sized(TICKS, &name, &sizes, &extra)
         };
-        let first = run("1");
+        let first = run(from, &[]);
         assert!(first.ok, "{mode}: {}\n{}", first.stdout, first.stderr);
         let before = wait_for(&format!("{mode}: the job running"), Duration::from_secs(300), || {
-            upgraded_job_id(&name, 1)
+            upgraded_job_id(&name, from.parse().unwrap())
         });
         // A completed checkpoint on the volume before the upgrade, for last-state to resume from.
         let checkpoints = data.dir.join("checkpoints").join(&before);
-        wait_for(
+        let checkpointed = wait_for(
             &format!("{mode}: a checkpoint in {}", checkpoints.display()),
             Duration::from_secs(120),
-            || {
-                let entries = std::fs::read_dir(&checkpoints).ok()?;
-                entries
-                    .flatten()
-                    .any(|entry| entry.file_name().to_string_lossy().starts_with("chk-"))
-                    .then_some(())
-            },
+            || newest_checkpoint(&checkpoints),
         );
 
-        let second = run("2");
+        if mode == "last-state" {
+            // Across parallelism 1 the webhook refuses the change, naming the field and the ways out.
+            let across = run("1", &["--dry-run=server"]);
+            assert!(!across.ok, "last-state {from} -> 1 must be refused: {}", across.stdout);
+            for words in [
+                "spec.job.parallelism",
+                "from parallelism 2 to 1",
+                "allowNonRestoredState",
+            ] {
+                assert!(across.stderr.contains(words), "{words:?} not in {}", across.stderr);
+            }
+        }
+        let second = run(to, &[]);
         assert!(second.ok, "{mode}: {}\n{}", second.stdout, second.stderr);
         let after = wait_for(
             &format!("{mode}: the upgraded job running"),
             Duration::from_secs(300),
-            || upgraded_job_id(&name, 2),
+            || upgraded_job_id(&name, to.parse().unwrap()),
         );
         eprintln!("{mode}: job {before} became {after}");
         if mode == "stateless" {
             assert_ne!(before, after, "a stateless upgrade starts a new job");
         } else {
             assert_eq!(before, after, "a last-state upgrade resumes the same job");
-            let ha = data.dir.join("ha");
-            assert!(ha.is_dir(), "Flink's HA metadata on the volume: {}", ha.display());
+            assert!(data.dir.join("ha").is_dir(), "Flink's HA metadata on the volume");
+            let (restored, path) = wait_for(
+                "last-state: Flink's REST API names the checkpoint it restored",
+                Duration::from_secs(120),
+                || restored_checkpoint(&name, &after),
+            );
+            eprintln!("last-state: restored checkpoint {restored} from {path}");
+            assert!(
+                restored >= checkpointed && path.contains(&format!("/data/checkpoints/{before}/chk-{restored}")),
+                "restored chk-{restored} at {path}; chk-{checkpointed} was on the volume before the upgrade"
+            );
         }
-        // Two TaskManagers of one slot each now run it.
         wait_for(&format!("{mode}: two TaskManagers"), Duration::from_secs(180), || {
-            (pods(&format!("app={name},component=taskmanager")).len() == 2).then_some(())
+            (pods(NAMESPACE, &format!("app={name},component=taskmanager")).len() == 2).then_some(())
         });
         let status = beam(&["status", &name, "-n", NAMESPACE, "-o", "json"]);
         let report: Value = serde_json::from_str(&status.stdout).unwrap_or_default();
-        assert_eq!(report["parallelism"], 2, "{mode}: {}", status.stdout);
+        assert_eq!(
+            report["parallelism"],
+            to.parse::<u32>().unwrap(),
+            "{mode}: {}",
+            status.stdout
+        );
 
         delete_and_wait_for_pods_to_go(&name);
     }
