@@ -5,7 +5,10 @@
 #     node's address by pods;
 #   - the node (scripts/e2e-node.sh): containerd, kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
 #     CoreDNS, running the images scripts/e2e-images.sh built (ours from images/, stand-ins for official ones);
-#   - the Flink and Spark operators' CRDs (no operator runs yet: their status is played by the tests);
+#   - the Flink and Spark operators' CRDs, and the Flink Kubernetes Operator 1.7.0 from its image stand-in, watching
+#     beam-flink (`spark-operator` adds the Kubeflow Spark operator v2.5.2, controller and webhook, watching
+#     beam-spark; on request until its scenarios run in CI); objects in other namespaces are the tests' own, their
+#     statuses played;
 #   - `helm install` of charts/beamstack into the namespace beamstack, which enforces the restricted Pod Security
 #     Standard: two beam-webhook pods from ghcr.io/beamstack/beam-webhook, called by the API server through the
 #     chart's Service, with the provided certificate mode (a Secret made with `beam-webhook certs`);
@@ -16,6 +19,8 @@
 #   bash scripts/e2e-cluster.sh down            # stop everything, undo what up changed, keep nothing in .e2e
 #   bash scripts/e2e-cluster.sh webhook-stop    # scale the webhook to zero pods (failure-policy scenarios)
 #   bash scripts/e2e-cluster.sh webhook-start   # scale it back and wait until both pods are Ready
+#   bash scripts/e2e-cluster.sh spark-operator  # install the Spark operator into the running cluster (its images:
+#                                               # e2e-tools.sh spark-operator, e2e-images.sh spark, then import)
 #
 # State lives in .e2e/ (ports, certificates, logs, kubeconfig); built tools and images in $BEAMSTACK_CACHE.
 set -euo pipefail
@@ -193,6 +198,31 @@ install_flink_operator() {
     log "Flink Kubernetes Operator 1.7.0 ready, watching beam-flink"
 }
 
+# The Kubeflow Spark operator as a platform team runs it (tests/node/manifests/spark-operator: what its v2.5.2 chart
+# installs for the job namespace beam-spark), from its image stand-in. Its webhook makes its own certificate and
+# writes the CA into its webhook configurations: until then (and until it serves), pods it mutates and
+# SparkApplications cannot be created, so up waits for the CA.
+install_spark_operator() {
+    kubectl apply -f "$root/tests/node/manifests/spark-operator/operator.yaml" >/dev/null
+    local deployment
+    for deployment in spark-operator-controller spark-operator-webhook; do
+        if ! kubectl -n spark-operator rollout status "deployment/$deployment" --timeout 180s >/dev/null; then
+            log "the Spark operator's $deployment did not become ready:"
+            kubectl -n spark-operator get pods -o wide >&2
+            kubectl -n spark-operator logs "deployment/$deployment" --tail 40 >&2 || true
+            exit 1
+        fi
+    done
+    local jsonpath='{.webhooks[*].clientConfig.caBundle}' attempt
+    for attempt in $(seq 60); do
+        [[ -n "$(kubectl get mutatingwebhookconfiguration spark-operator-webhook -o jsonpath="$jsonpath")" &&
+            -n "$(kubectl get validatingwebhookconfiguration spark-operator-webhook -o jsonpath="$jsonpath")" ]] && break
+        [[ $attempt == 60 ]] && { log "the Spark operator's webhook never wrote its CA"; exit 1; }
+        sleep 1
+    done
+    log "Kubeflow Spark operator v2.5.2 ready (controller and webhook), watching beam-spark"
+}
+
 # wait_for_service ANSWER: until a connection to the webhook Service's ClusterIP, as the API server makes it, gives
 # curl's exit code ANSWER (0: served, 7: refused), i.e. until kube-proxy has caught up with the pods.
 wait_for_service() {
@@ -318,5 +348,9 @@ case "${1:-}" in
     down) down ;;
     webhook-stop) webhook_stop ;;
     webhook-start) webhook_start ;;
-    *) echo "usage: $0 up|down|webhook-stop|webhook-start" >&2; exit 2 ;;
+    spark-operator)
+        bash "$root/scripts/e2e-images.sh" import "$state/node/containerd/containerd.sock"
+        install_spark_operator
+        ;;
+    *) echo "usage: $0 up|down|webhook-stop|webhook-start|spark-operator" >&2; exit 2 ;;
 esac

@@ -21,6 +21,15 @@
 #       docker.io/apache/flink-kubernetes-operator:1.7.0
 #                                               tests/node/images/flink-kubernetes-operator (the operator's jars from
 #                                               Maven Central)
+#       docker.io/apache/spark:3.5.6-java17     tests/node/images/spark (Spark 3.5.6 from PyPI's pyspark sdist,
+#                                               Debian's JRE 17)
+#       docker.io/apache/beam_spark3_job_server:2.62.0
+#                                               tests/node/images/beam-spark-job-server (the job-server jar built
+#                                               with Maven: scripts/spark-job-server/pom.xml)
+#       ghcr.io/kubeflow/spark-operator/controller:2.5.2
+#                                               tests/node/images/spark-operator (the operator built from its Go
+#                                               module on the Spark stand-in)
+#   (the three Spark ones with `spark`, on request: the Spark scenarios do not run in CI yet)
 #   Each recipe's Dockerfile says what it keeps of the official image and what differs.
 #
 # buildah (Debian's package) builds everything; its image store is kept outside the checkout
@@ -29,6 +38,7 @@
 #   bash scripts/e2e-images.sh build                   # make what is missing, build the project's images
 #   bash scripts/e2e-images.sh stand-ins               # only the base images and stand-ins (CI makes them beside
 #                                                      # the Go builds, before the project's binaries exist)
+#   bash scripts/e2e-images.sh spark                   # the Spark stand-ins (on request, not in CI yet)
 #   bash scripts/e2e-images.sh import CONTAINERD_SOCK  # import every image the cluster runs into containerd
 set -euo pipefail
 
@@ -46,8 +56,12 @@ flink=docker.io/library/flink:1.19
 beam_sdk=docker.io/apache/beam_python3.11_sdk:2.62.0
 job_server=docker.io/apache/beam_flink1.19_job_server:2.62.0
 operator=docker.io/apache/flink-kubernetes-operator:1.7.0
-# Every image the node runs: the chart's, the cluster add-ons', the operator's, the pipelines', the test pods'.
-node_images=("$pause" "$coredns" "$webhook" "$debian" "$flink" "$beam_sdk" "$job_server" "$operator")
+spark=docker.io/apache/spark:3.5.6-java17
+spark_job_server=docker.io/apache/beam_spark3_job_server:2.62.0
+spark_operator=ghcr.io/kubeflow/spark-operator/controller:2.5.2
+# Every image the node runs: the chart's, the cluster add-ons', the operators', the pipelines', the test pods'.
+node_images=("$pause" "$coredns" "$webhook" "$debian" "$flink" "$beam_sdk" "$job_server" "$operator" "$spark"
+    "$spark_job_server" "$spark_operator")
 
 log() { printf 'e2e-images: %s\n' "$*" >&2; }
 
@@ -205,6 +219,23 @@ operator_context() {
     cp -r "$(flink_env FLINK_HOME)/plugins" "$1/plugins"
 }
 
+# What the Spark recipes take from scripts/spark-local.sh: Spark's home and Beam's Spark job-server jar.
+spark_env() { sed -n "s/^$1=//p" "$root/.tools/spark/env"; }
+
+spark_context() {
+    cp -a "$(spark_env SPARK_HOME)" "$1/spark"
+    rm -f "$1/spark/.complete"
+}
+
+spark_job_server_context() {
+    cp "$(spark_env JOB_SERVER_JAR)" "$1/beam-runners-spark-job-server.jar"
+    cp -a "$(spark_env SPARK_HOME)/jars" "$1/spark-jars"
+}
+
+spark_operator_context() {
+    cp "$root/.tools/bin/spark-operator" "$1/spark-operator"
+}
+
 # Everything but the project's own images: the bases and the stand-ins for official images. Needs buildah, Flink's
 # pieces (scripts/flink-local.sh) and two Go tools (scripts/e2e-tools.sh coredns beam-python-boot), not our binaries.
 stand_ins() {
@@ -229,6 +260,21 @@ stand_ins() {
     build_recipe flink-kubernetes-operator "$operator" "$flink_key" operator_context
 }
 
+# The Spark stand-ins, on request only until the Spark scenarios run in CI (tests/e2e/tests/spark_operator.rs): Spark's
+# home and the job-server jar come from spark-local.sh; the operator's image builds on the Spark one, so its key
+# names that image too. Needs the operator's binary (scripts/e2e-tools.sh spark-operator) and the base images.
+spark_stand_ins() {
+    make_debian
+    bash "$root/scripts/spark-local.sh" >&2
+    local spark_key
+    spark_key=$(cat "$root/.tools/spark/env")
+    build_recipe spark "$spark" "$spark_key" spark_context
+    build_recipe beam-spark-job-server "$spark_job_server" "$spark_key" spark_job_server_context
+    build_recipe spark-operator "$spark_operator" \
+        "$(sha256sum <"$root/.tools/bin/spark-operator") $(buildah images --noheading --no-trunc --format '{{.ID}}' "$spark")" \
+        spark_operator_context
+}
+
 build() {
     stand_ins
     # The project's images, exactly as a platform team builds them.
@@ -244,6 +290,7 @@ import() {
     work=$(mktemp -d)
     mkdir -p "$imported"
     for image in "${node_images[@]}"; do
+        have "$image" || continue # the Spark stand-ins exist only when made (spark_stand_ins)
         local id stamp="$imported/${image//[\/:]/_}"
         id=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$image" | head -n 1)
         if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" ]] &&
@@ -263,6 +310,7 @@ import() {
 case "${1:-}" in
     build) build ;;
     stand-ins) stand_ins ;;
+    spark) spark_stand_ins ;;
     import) import "$2" ;;
-    *) echo "usage: $0 build | stand-ins | import CONTAINERD_SOCKET" >&2; exit 2 ;;
+    *) echo "usage: $0 build | stand-ins | spark | import CONTAINERD_SOCKET" >&2; exit 2 ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes the end-to-end suite runs on, from Go modules: etcd, kube-apiserver, kubectl, the node's
 # kubelet, kube-controller-manager, kube-scheduler and kube-proxy (all Kubernetes 1.34.4, the API version k8s-openapi
-# is built for), CoreDNS (the version kubeadm 1.34 deploys), helm, actionlint (which checks the release workflow), and
-# Beam's `boot`, the entry point of Beam's Python SDK image (its stand-in is built by scripts/e2e-images.sh).
+# is built for), CoreDNS (the version kubeadm 1.34 deploys), helm, actionlint (which checks the release workflow),
+# Beam's `boot`, the entry point of Beam's Python SDK image, and the Kubeflow Spark operator (the stand-ins of their
+# images are built by scripts/e2e-images.sh).
 # No prebuilt binary can be downloaded on our build machines; the Go module proxy and the machine's Go toolchain can.
 #
 # Each binary is built once into a cache outside the checkout ($BEAMSTACK_CACHE, default ~/.cache/beamstack), kept
@@ -11,7 +12,7 @@
 #   bash scripts/e2e-tools.sh                         # build what is missing, print the bin folder
 #   bash scripts/e2e-tools.sh coredns beam-python-boot  # only those (CI builds what the images need first)
 #
-# Tools: etcd helm kubernetes (its six commands) coredns beam-python-boot actionlint. Each build holds a lock of its
+# Tools: etcd helm kubernetes (its six commands) coredns beam-python-boot actionlint spark-operator. Each build holds a lock of its
 # own, so two runs at once (CI builds the images' tools beside the rest) build a tool once and the other waits.
 set -euo pipefail
 
@@ -27,6 +28,7 @@ etcd_version=3.6.16       # the etcd minor Kubernetes 1.34 is tested with
 helm_version=3.19.5
 coredns_version=1.12.1    # the CoreDNS kubeadm 1.34 deploys
 actionlint_version=1.7.12
+spark_operator_version=2.5.2 # the newest Kubeflow Spark operator the Go proxy serves here (by exact version only)
 beam_boot_version=2.62.0  # Beam's Python SDK container entry point, for the SDK image stand-in (e2e-images.sh)
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
@@ -121,6 +123,31 @@ build_coredns() {
     log "coredns built in $((SECONDS - started)) s"
 }
 
+# The Kubeflow Spark operator (one binary: `spark-operator controller start` and `spark-operator webhook start`). Its
+# go.mod pins 25 k8s.io modules to v0.32.5 with replace directives, which `go install pkg@version` refuses: a main
+# module of ours copies them, as its own build resolves them.
+build_spark_operator() {
+    if stamped spark-operator "$spark_operator_version"; then return; fi
+    local dir="$work/spark-operator" started=$SECONDS module=github.com/kubeflow/spark-operator/v2
+    log "building spark-operator v$spark_operator_version from $module"
+    fresh_module "$dir"
+    (
+        cd "$dir"
+        local gomod
+        gomod=$(go mod download -json "$module@v$spark_operator_version" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+        # Each `old => new version` line of its replace block (the k8s.io pins), replaced here the same way.
+        sed -n 's#^[[:space:]]*\([^ ]*\) => \([^ ]*\) \(v[^ ]*\)$#\1=\2@\3#p' "$gomod" |
+            while read -r replacement; do go mod edit -replace "$replacement"; done
+        go get "$module/cmd/operator@v$spark_operator_version" >/dev/null
+        local pkg=$module/pkg/version
+        go build -trimpath -ldflags "-s -w -X $pkg.version=v$spark_operator_version" \
+            -o "$built/spark-operator" "$module/cmd/operator"
+    )
+    stamp spark-operator "$spark_operator_version"
+    log "spark-operator built in $((SECONDS - started)) s"
+}
+
 # locked NAME COMMAND...: COMMAND while holding NAME's lock; the stamp check inside it then sees a build that
 # finished while this one waited.
 locked() {
@@ -146,17 +173,19 @@ build_tool() {
         actionlint) build_go_command actionlint "$actionlint_version" \
             "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" \
             "-s -w -X github.com/rhysd/actionlint.version=$actionlint_version" ;;
-        *) log "unknown tool $1 (etcd helm kubernetes coredns beam-python-boot actionlint)"; exit 2 ;;
+        spark-operator) build_spark_operator ;;
+        *) log "unknown tool $1 (etcd helm kubernetes coredns beam-python-boot actionlint spark-operator)"; exit 2 ;;
     esac
 }
 
 tools=("$@")
+# The Spark operator is built on request only (`e2e-tools.sh spark-operator`) until its scenarios run in CI.
 [[ ${#tools[@]} -gt 0 ]] || tools=(etcd helm kubernetes coredns beam-python-boot actionlint)
 for tool in "${tools[@]}"; do
     locked "$tool" build_tool "$tool"
 done
 
-for command in etcd helm coredns actionlint beam-python-boot "${kubernetes_commands[@]}"; do
+for command in etcd helm coredns actionlint beam-python-boot spark-operator "${kubernetes_commands[@]}"; do
     [[ -x "$built/$command" ]] && ln -sfn "$built/$command" "$bin/$command"
 done
 echo "$bin"

@@ -139,7 +139,8 @@ impl Default for SparkRole {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SparkConfig {
-    /// `spec.driver.serviceAccount` when absent.
+    /// `spec.driver.serviceAccount` when absent. The default is the account the Spark operator's v2 chart makes in
+    /// each job namespace for drivers (they create their executors' pods and services).
     pub service_account: String,
     /// `spec.driver` cores and memory, each when absent.
     pub driver: SparkRole,
@@ -157,7 +158,7 @@ pub struct SparkConfig {
 impl Default for SparkConfig {
     fn default() -> Self {
         Self {
-            service_account: "spark".into(),
+            service_account: "spark-operator-spark".into(),
             driver: SparkRole::default(),
             executor: SparkRole::default(),
             executor_instances: 1,

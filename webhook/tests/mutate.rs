@@ -269,7 +269,7 @@ async fn spark_defaults_respect_dynamic_allocation() {
     let spec = &object["spec"];
     assert_eq!(spec["driver"]["cores"], 1);
     assert_eq!(spec["driver"]["memory"], "1g");
-    assert_eq!(spec["driver"]["serviceAccount"], "spark");
+    assert_eq!(spec["driver"]["serviceAccount"], "spark-operator-spark");
     assert_eq!(spec["executor"]["cores"], 1);
     assert_eq!(spec["executor"]["memory"], "1g");
     assert_eq!(spec["executor"]["instances"], 1);
