@@ -282,6 +282,30 @@ fn session_mode_makes_a_launcher_job_and_spark_a_spark_application() {
     );
 }
 
+/// A Spark run has no Flink: a Flink version that the Beam release lacks (from a flag or the plugin defaults) does
+/// not refuse it, as it refuses a Flink run.
+#[test]
+fn a_spark_run_ignores_the_flink_version() {
+    let args = [
+        "examples/beam/explode.yaml",
+        "--beam-version",
+        "2.62.0",
+        "--flink-version",
+        "1.20",
+    ];
+    let objects = run_objects(&[&args[..], &["--runner", "spark"]].concat());
+    assert_eq!(objects[1]["kind"], "SparkApplication");
+    let mut flink = vec!["run", "--dry-run=client"];
+    flink.extend_from_slice(&args);
+    let refused = beam(&flink);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("Beam 2.62.0 has no Flink 1.20 runner"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
 #[test]
 fn refusals_say_why_and_what_to_do() {
     let cases: [(&[&str], &str); 7] = [

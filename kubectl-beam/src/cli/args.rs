@@ -203,7 +203,7 @@ pub struct ClusterArgs {
 }
 
 /// The versions a run or a cluster uses, resolved against the version table.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct VersionArgs {
     /// Beam version [default: plugin defaults, else the newest in the version table]
     #[arg(long)]

@@ -78,14 +78,26 @@ fn settings(
     pipeline: &pipeline::Pipeline,
     defaults: &Defaults,
 ) -> Result<RunSettings, String> {
-    let versions = args.versions.resolve(defaults)?;
+    let runner = Runner::parse(args.runner.as_deref().or(defaults.runner.as_deref()).unwrap_or("flink"))
+        .map_err(|error| error.to_string())?;
+    // A Spark run has no Flink: a Flink version from the plugin defaults (or a flag) must not refuse it.
+    let versions = if runner == Runner::Spark {
+        let mut without_flink = args.versions.clone();
+        without_flink.flink_version = None;
+        let defaults_without_flink = Defaults {
+            flink_version: None,
+            ..defaults.clone()
+        };
+        without_flink.resolve(&defaults_without_flink)?
+    } else {
+        args.versions.resolve(defaults)?
+    };
     let name = match &args.name {
         Some(name) => kubernetes_name(name),
         None => pipeline.name(),
     };
     let mut settings = RunSettings::new(&name, &namespace(global), versions);
-    settings.runner = Runner::parse(args.runner.as_deref().or(defaults.runner.as_deref()).unwrap_or("flink"))
-        .map_err(|error| error.to_string())?;
+    settings.runner = runner;
     settings.session = args.session.clone();
     settings.image = args.image.clone().or(defaults.image.clone());
     if let Some(repository) = &defaults.image_repository {

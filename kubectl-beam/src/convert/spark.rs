@@ -26,7 +26,11 @@ pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, opt
     if let Some(args) = job_server["args"].as_array_mut() {
         args.push(Value::from(format!("--spark-master-url={SPARK_MASTER_IN_CLUSTER}")));
     }
-    let driver_mounts = [vec![jar_mount.clone()], claims.clone()].concat();
+    // The Spark operator's pod webhook adds a volume to the pod only for a mount of the driver's own container (and
+    // spark-submit only emptyDir, hostPath, NFS and claims): the pipeline's ConfigMap, which the launcher reads, is
+    // mounted in the driver's container too, or the init container's mount names a volume the pod lacks (found by
+    // the real operator: "spec.initContainers[1].volumeMounts[0].name: Not found").
+    let driver_mounts = [vec![pipeline_mount(), jar_mount.clone()], claims.clone()].concat();
     let launcher_mounts = [vec![pipeline_mount(), jar_mount], claims.clone()].concat();
     let volumes = [
         vec![pipeline_volume(settings), jar_volume],
