@@ -126,23 +126,7 @@ struct DeleteOnDrop(String);
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
-        kubectl(&[
-            "delete",
-            "sparkapplication",
-            &self.0,
-            "-n",
-            NAMESPACE,
-            "--ignore-not-found",
-            "--wait=false",
-        ]);
-        kubectl(&[
-            "delete",
-            "configmap",
-            &format!("{}-pipeline", self.0),
-            "-n",
-            NAMESPACE,
-            "--ignore-not-found",
-        ]);
+        delete_with_its_pipeline("sparkapplication", &self.0);
         let selector = format!("sparkoperator.k8s.io/app-name={}", self.0);
         wait_quietly_for_pods_to_go(NAMESPACE, &selector, &format!("SparkApplication {}", self.0));
     }
@@ -362,6 +346,28 @@ fn a_running_application_fills_the_tenant_budget_until_it_is_deleted() {
     });
 }
 
+/// Deletes a runner object (not waiting) and the ConfigMap kubectl beam made for its pipeline.
+fn delete_with_its_pipeline(kind: &str, name: &str) {
+    kubectl(&[
+        "delete",
+        kind,
+        name,
+        "-n",
+        NAMESPACE,
+        "--ignore-not-found",
+        "--wait=false",
+    ]);
+    let config_map = format!("{name}-pipeline");
+    kubectl(&[
+        "delete",
+        "configmap",
+        &config_map,
+        "-n",
+        NAMESPACE,
+        "--ignore-not-found",
+    ]);
+}
+
 struct TenantGuard(&'static str);
 
 impl Drop for TenantGuard {
@@ -478,23 +484,7 @@ struct DeleteScheduledOnDrop(String);
 
 impl Drop for DeleteScheduledOnDrop {
     fn drop(&mut self) {
-        kubectl(&[
-            "delete",
-            "scheduledsparkapplication",
-            &self.0,
-            "-n",
-            NAMESPACE,
-            "--ignore-not-found",
-            "--wait=false",
-        ]);
-        kubectl(&[
-            "delete",
-            "configmap",
-            &format!("{}-pipeline", self.0),
-            "-n",
-            NAMESPACE,
-            "--ignore-not-found",
-        ]);
+        delete_with_its_pipeline("scheduledsparkapplication", &self.0);
         // Its runs' pods carry the run's name, <name>-<digits>, in their app-name label.
         let runs = kubectl(&["get", "sparkapplications", "-n", NAMESPACE, "-o", "name"]).stdout;
         for run in runs
