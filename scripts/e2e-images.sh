@@ -261,7 +261,8 @@ stand_ins() {
 }
 
 # The Spark stand-ins, on request only until the Spark scenarios run in CI (tests/e2e/tests/spark_operator.rs): Spark's
-# home and the job-server jar come from spark-local.sh; the operator's image builds on the Spark one, so its key
+# home and the job-server jar come from spark-local.sh (its env names their versions and the pom that built the jar,
+# so it keys the images); the operator's image builds on the Spark one, so its key
 # names that image too. Needs the operator's binary (scripts/e2e-tools.sh spark-operator) and the base images.
 spark_stand_ins() {
     make_debian

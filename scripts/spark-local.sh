@@ -61,8 +61,10 @@ if [ ! -f "$spark_home/.complete" ]; then
   touch "$spark_home/.complete"
 fi
 
-# 2. The job-server jar.
-if [ ! -f "$jar" ]; then
+# 2. The job-server jar, rebuilt whenever its pom changes (a cached jar from an older pom would carry its faults).
+pom_sum=$(sha256sum scripts/spark-job-server/pom.xml | cut -c1-16)
+if [ ! -f "$jar" ] || [ "$(cat "$jar.pom-sum" 2>/dev/null)" != "$pom_sum" ]; then
+  rm -f "$jar" "$jar.pom-sum"
   log "building $jar_name with Maven (the mirror lacks the published jar; see scripts/spark-job-server/pom.xml)"
   mvn -B -q -f scripts/spark-job-server/pom.xml package -Dbeam.version="$beam" \
     -Djobserver.out="$base/job-server-build" -Dmaven.repo.local="$cache/m2" 2>&1 |
@@ -70,6 +72,7 @@ if [ ! -f "$jar" ]; then
   built=$base/job-server-build/$jar_name
   [ -f "$built" ] || { echo "Maven did not produce $built" >&2; exit 1; }
   mv "$built" "$jar"
+  echo "$pom_sum" >"$jar.pom-sum"
   rm -rf "$base/job-server-build"
 fi
 
@@ -79,5 +82,6 @@ SPARK_HOME=$spark_home
 SPARK_VERSION=$spark
 BEAM_VERSION=$beam
 JOB_SERVER_JAR=$jar
+JOB_SERVER_POM_SUM=$pom_sum
 ENV
 log "ready in $((SECONDS - start))s: Spark $spark; Beam $beam (.tools/spark/env)"
