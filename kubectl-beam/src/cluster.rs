@@ -407,6 +407,38 @@ pub async fn config_map_data(client: &Client, namespace: &str, name: &str) -> Re
         .map(|object| object.data["data"].clone()))
 }
 
+/// The last `lines` lines of the first scheduled pod of a role (its `container`), or None when no such pod has a log.
+pub async fn log_tail(
+    client: &Client,
+    object: &Value,
+    role: &crate::pods::RolePods,
+    lines: i64,
+) -> Result<Option<String>, String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&role.selector))
+        .await
+        .map_err(|error| describe(&error))?;
+    let Some(pod) = pods
+        .items
+        .iter()
+        .find(|pod| pod.spec.as_ref().is_some_and(|spec| spec.node_name.is_some()))
+    else {
+        return Ok(None);
+    };
+    let params = kube::api::LogParams {
+        container: role.container.clone(),
+        tail_lines: Some(lines),
+        ..Default::default()
+    };
+    api.logs(&pod.name_any(), &params)
+        .await
+        .map(Some)
+        .map_err(|error| format!("logs of pod {}: {}", pod.name_any(), describe(&error)))
+}
+
 /// Streams (or prints) the logs of a role's pods to stdout, each line prefixed with its pod when there are several.
 pub async fn logs(
     client: &Client,

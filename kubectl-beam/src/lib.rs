@@ -2,6 +2,7 @@
 //! custom resources, status mapping, and, with the `cluster` feature (on by default), what reads and writes a
 //! cluster: the API client, Prometheus, doctor's checks and the status report. The binary is a thin CLI over it.
 
+pub mod cause;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod convert;

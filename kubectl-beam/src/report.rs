@@ -24,6 +24,9 @@ pub struct StatusReport {
     /// The native state that decided the phase, such as `jobStatus.state=RUNNING`.
     pub reason: String,
     pub message: Option<String>,
+    /// Why a failed job failed, in its own words, when the runner's status names only an exit: the error line from
+    /// the main pod's log (`crate::cause`), filled by the caller that reads it (see `wants_cause`).
+    pub cause: Option<String>,
     pub tenant: Option<String>,
     pub age: String,
     pub parallelism: Option<i64>,
@@ -175,6 +178,7 @@ pub fn report(object: &Value, pods: &[Value], events: &[Value], metrics: Option<
         phase: status.phase.as_str().into(),
         reason: status.reason,
         message: status.message,
+        cause: None,
         tenant: text(object, &format!("/metadata/labels/{}", LABEL_TENANT.replace('/', "~1"))),
         age: age_between(text(object, "/metadata/creationTimestamp").as_deref(), now),
         parallelism: parallelism(object),
@@ -183,6 +187,12 @@ pub fn report(object: &Value, pods: &[Value], events: &[Value], metrics: Option<
         ui: ui_endpoint(object),
         metrics,
     }
+}
+
+/// Whether the main pod's log should be read for the cause: the job failed and its runner's status does not carry
+/// the job's own error (a Spark driver's or a launcher's exit code; a FlinkDeployment's `error` holds the exception).
+pub fn wants_cause(report: &StatusReport) -> bool {
+    report.phase == Phase::Failed.as_str() && report.kind != "FlinkDeployment"
 }
 
 /// The phase as the enum, for exit codes.
@@ -203,6 +213,9 @@ pub fn render_text(report: &StatusReport) -> String {
     ];
     if let Some(message) = &report.message {
         lines.push(format!("Error:        {message}"));
+    }
+    if let Some(cause) = &report.cause {
+        lines.push(format!("Cause:        {cause}"));
     }
     let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
     lines.push(format!("Runner:       {}", or_dash(&report.runner)));
@@ -328,6 +341,30 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_spark_application_wants_its_cause_and_shows_it_under_the_operators_error() {
+        let application = json!({
+            "kind": "SparkApplication",
+            "metadata": {"name": "raises", "namespace": "data", "creationTimestamp": at(60)},
+            "status": {"applicationState": {"state": "FAILED",
+                       "errorMessage": "driver container failed with ExitCode: 1, Reason: Error"}},
+        });
+        let mut report = report(&application, &[], &[], None, NOW);
+        assert!(wants_cause(&report));
+        assert_eq!(render_text(&report).matches("Cause:").count(), 0);
+        report.cause = Some("ZeroDivisionError: division by zero".into());
+        let text = render_text(&report);
+        assert!(
+            text.contains("Error:        driver container failed with ExitCode: 1, Reason: Error\nCause:        ZeroDivisionError: division by zero"),
+            "{text}"
+        );
+
+        // Flink's status carries the exception itself; a running or finished job has nothing to explain.
+        assert!(!wants_cause(&super::report(&deployment(), &[], &[], None, NOW)));
+        let completed = json!({"kind": "SparkApplication", "status": {"applicationState": {"state": "COMPLETED"}}});
+        assert!(!wants_cause(&super::report(&completed, &[], &[], None, NOW)));
+    }
+
+    #[test]
     fn json_output_has_the_documented_keys() {
         let metrics = JobMetrics {
             records_per_second: Some(10.0),
@@ -346,6 +383,7 @@ mod tests {
                 "phase",
                 "reason",
                 "message",
+                "cause",
                 "tenant",
                 "age",
                 "parallelism",

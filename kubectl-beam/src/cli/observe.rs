@@ -45,7 +45,29 @@ async fn read_report(
         Some(_) => Some(JobMetrics::default()),
         None => None,
     };
-    Ok(report::report(&object, &pods, &events, metrics, now()))
+    let mut report = report::report(&object, &pods, &events, metrics, now());
+    if report::wants_cause(&report) {
+        report.cause = main_log_cause(client, &object).await;
+    }
+    Ok(report)
+}
+
+/// How much of the main pod's log is read for a failure's cause: a Spark driver that failed on a Python step writes
+/// about 1,500 lines after the error first appears (Spark retries the task, each retry with both stacks).
+const CAUSE_LOG_LINES: i64 = 5000;
+
+/// The cause a failed job's main pod (the driver, the launcher) gives in its log. A log that cannot be read (the pod
+/// is gone, the node does not answer) leaves the view without a cause rather than failing it: the phase and the
+/// runner's error are still true.
+async fn main_log_cause(client: &kube::Client, object: &Value) -> Option<String> {
+    let main = pods::roles_of(object).into_iter().next()?;
+    match kubectl_beam::cluster::log_tail(client, object, &main, CAUSE_LOG_LINES).await {
+        Ok(log) => log.as_deref().and_then(kubectl_beam::cause::failure_cause),
+        Err(error) => {
+            eprintln!("warning: no cause from the {} log: {error}", main.role.as_str());
+            None
+        }
+    }
 }
 
 /// Prints a pipeline's status; with `watch`, again at every phase change until a terminal phase. Exit 1 if it failed.
@@ -61,7 +83,11 @@ pub async fn status(global: &Global, name: &str, watch: bool, prometheus: Option
                 Some(Output::Json) => println!("{}", serde_json::to_string(&report).map_err(|e| e.to_string())?),
                 Some(Output::Yaml) => println!("---\n{}", serde_saphyr::to_string(&report).map_err(|e| e.to_string())?),
                 _ if watch && last.is_some() => {
-                    let error = report.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                    let error = [&report.message, &report.cause]
+                        .into_iter()
+                        .flatten()
+                        .map(|text| format!(": {text}"))
+                        .collect::<String>();
                     println!("{name}\t{}\t{}{error}", coloured(&report.phase), report.reason);
                 }
                 _ => println!(

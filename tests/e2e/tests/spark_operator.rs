@@ -243,9 +243,10 @@ fn a_batch_pipeline_runs_on_the_spark_operator_with_the_worker_pool_in_its_execu
     );
 }
 
-/// A Python step that raises: the driver's job fails, the operator says FAILED with the driver's exit, `status`
-/// says Failed, `status -w` exits 1, `logs --role harness` shows the Python traceback from the executor's worker
-/// pool (read while the executor lives), `logs --role driver` Spark's error.
+/// A Python step that raises: the driver's job fails, the operator says FAILED with the driver's exit, `status` says
+/// Failed with the Python error as its cause, `status -w` exits 1, and `logs` (the driver's, by default) holds the
+/// traceback Beam relayed from the executor's worker pool. The worker pool's own log is not asserted: Spark retries
+/// the task four times within a second and deletes the executor when the job ends, so it is rarely there to read.
 #[test]
 #[ignore = "the Spark route's scenarios are not passing yet against the real operator (issue 13); see the module comment"]
 fn a_python_exception_fails_the_application_and_every_view_says_why() {
@@ -256,38 +257,33 @@ fn a_python_exception_fails_the_application_and_every_view_says_why() {
     let run = run_pipeline(RAISES, &name, &[]);
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
 
-    // Spark deletes the executor when the job ends: its worker pool's log is read while the traceback is there
-    // (Spark retries the task, so the executor lives for a while after the first one).
-    let traceback = wait_for(
-        "the traceback in the worker pool's log",
-        Duration::from_secs(400),
-        || {
-            let harness = beam(&["logs", &name, "-n", NAMESPACE, "--role", "harness"]);
-            (harness.stdout.contains("Traceback (most recent call last)")
-                && harness.stdout.contains("ZeroDivisionError"))
-            .then_some(harness.stdout)
-        },
-    );
-    eprintln!("logs --role harness ends with:\n{}", tail(&traceback, 5));
-
-    wait_for_state(&name, &["FAILED"], Duration::from_secs(300));
-    let status = beam(&["status", &name, "-n", NAMESPACE]);
-    assert!(
-        status.stdout.contains("Failed") && status.stdout.contains("FAILED"),
-        "status:\n{}\n{}",
-        status.stdout,
-        status.stderr
-    );
+    let state = wait_for_state(&name, &["FAILED", "COMPLETED"], Duration::from_secs(600));
+    assert_eq!(state, "FAILED", "{}", diagnostics(&name));
     let application = get("sparkapplication", NAMESPACE, &name);
     let error = application["status"]["applicationState"]["errorMessage"]
         .as_str()
         .unwrap_or("");
     eprintln!("the operator's error: {error}");
     assert!(!error.is_empty(), "the operator says why: {}", application["status"]);
-    let shown = &error[..error.len().min(40)];
+
+    let status = beam(&["status", &name, "-n", NAMESPACE]);
+    eprintln!("kubectl beam status:\n{}", status.stdout);
     assert!(
-        status.stdout.contains(shown),
-        "status shows {shown:?}:\n{}",
+        status.stdout.contains("Failed (applicationState FAILED)"),
+        "status:\n{}\n{}",
+        status.stdout,
+        status.stderr
+    );
+    assert!(
+        status.stdout.contains(&format!("Error:        {error}")),
+        "status shows the operator's error:\n{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("Cause:        ZeroDivisionError: division by zero [while running 'MapToFields"),
+        "status names the Python error and its step, from the driver's log:\n{}",
         status.stdout
     );
     let follow = beam(&["status", &name, "-n", NAMESPACE, "-w"]);
@@ -299,11 +295,13 @@ fn a_python_exception_fails_the_application_and_every_view_says_why() {
         follow.stderr
     );
 
-    let driver = beam(&["logs", &name, "-n", NAMESPACE, "--role", "driver"]);
+    let logs = beam(&["logs", &name, "-n", NAMESPACE]);
     assert!(
-        driver.stdout.contains("ZeroDivisionError"),
-        "the driver's log has the task's Python error:\n{}",
-        tail(&driver.stdout, 40)
+        logs.stdout.contains("Error received from SDK harness")
+            && logs.stdout.contains("Traceback (most recent call last)")
+            && logs.stdout.contains("ZeroDivisionError: division by zero"),
+        "the driver's log has the worker pool's traceback:\n{}",
+        tail(&logs.stdout, 40)
     );
 }
 
