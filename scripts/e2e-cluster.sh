@@ -5,10 +5,9 @@
 #     node's address by pods;
 #   - the node (scripts/e2e-node.sh): containerd, kubelet, kube-controller-manager, kube-scheduler, kube-proxy and
 #     CoreDNS, running the images scripts/e2e-images.sh built (ours from images/, stand-ins for official ones);
-#   - the Flink and Spark operators' CRDs, and the Flink Kubernetes Operator 1.7.0 from its image stand-in, watching
-#     beam-flink (`spark-operator` adds the Kubeflow Spark operator v2.5.2, controller and webhook, watching
-#     beam-spark; on request until its scenarios run in CI); objects in other namespaces are the tests' own, their
-#     statuses played;
+#   - the Flink and Spark operators' CRDs, the Flink Kubernetes Operator 1.7.0 watching beam-flink and the Kubeflow
+#     Spark operator v2.5.2 (controller and pod webhook) watching beam-spark, from their image stand-ins; objects in
+#     other namespaces are the tests' own, their statuses played;
 #   - `helm install` of charts/beamstack into the namespace beamstack, which enforces the restricted Pod Security
 #     Standard: two beam-webhook pods from ghcr.io/beamstack/beam-webhook, called by the API server through the
 #     chart's Service, with the provided certificate mode (a Secret made with `beam-webhook certs`);
@@ -19,8 +18,6 @@
 #   bash scripts/e2e-cluster.sh down            # stop everything, undo what up changed, keep nothing in .e2e
 #   bash scripts/e2e-cluster.sh webhook-stop    # scale the webhook to zero pods (failure-policy scenarios)
 #   bash scripts/e2e-cluster.sh webhook-start   # scale it back and wait until both pods are Ready
-#   bash scripts/e2e-cluster.sh spark-operator  # install the Spark operator into the running cluster (its images:
-#                                               # e2e-tools.sh spark-operator, e2e-images.sh spark, then import)
 #
 # State lives in .e2e/ (ports, certificates, logs, kubeconfig); built tools and images in $BEAMSTACK_CACHE.
 set -euo pipefail
@@ -142,6 +139,7 @@ up() {
     bash "$root/scripts/e2e-node.sh" up
     install_beamstack
     install_flink_operator
+    install_spark_operator
     start_monitoring
     # A CRD created a moment ago may have no status yet, which kubectl wait reports as an error: ask again.
     for attempt in 1 2 3 4 5; do
@@ -348,9 +346,5 @@ case "${1:-}" in
     down) down ;;
     webhook-stop) webhook_stop ;;
     webhook-start) webhook_start ;;
-    spark-operator)
-        bash "$root/scripts/e2e-images.sh" import "$state/node/containerd/containerd.sock"
-        install_spark_operator
-        ;;
-    *) echo "usage: $0 up|down|webhook-stop|webhook-start|spark-operator" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|webhook-stop|webhook-start" >&2; exit 2 ;;
 esac

@@ -28,8 +28,8 @@
 #                                               with Maven: scripts/spark-job-server/pom.xml)
 #       ghcr.io/kubeflow/spark-operator/controller:2.5.2
 #                                               tests/node/images/spark-operator (the operator built from its Go
-#                                               module on the Spark stand-in)
-#   (the three Spark ones with `spark`, on request: the Spark scenarios do not run in CI yet)
+#                                               module on the Spark stand-in; made by `build`, since it needs
+#                                               that binary: scripts/e2e-tools.sh spark-operator)
 #   Each recipe's Dockerfile says what it keeps of the official image and what differs.
 #
 # buildah (Debian's package) builds everything; its image store is kept outside the checkout
@@ -38,7 +38,6 @@
 #   bash scripts/e2e-images.sh build                   # make what is missing, build the project's images
 #   bash scripts/e2e-images.sh stand-ins               # only the base images and stand-ins (CI makes them beside
 #                                                      # the Go builds, before the project's binaries exist)
-#   bash scripts/e2e-images.sh spark                   # the Spark stand-ins (on request, not in CI yet)
 #   bash scripts/e2e-images.sh import CONTAINERD_SOCK  # import every image the cluster runs into containerd
 set -euo pipefail
 
@@ -236,8 +235,9 @@ spark_operator_context() {
     cp "$root/.tools/bin/spark-operator" "$1/spark-operator"
 }
 
-# Everything but the project's own images: the bases and the stand-ins for official images. Needs buildah, Flink's
-# pieces (scripts/flink-local.sh) and two Go tools (scripts/e2e-tools.sh coredns beam-python-boot), not our binaries.
+# Everything but the project's own images and the Spark operator's: the bases and the stand-ins for official images.
+# Needs buildah, Flink's and Spark's pieces (scripts/flink-local.sh, scripts/spark-local.sh: run here) and two Go
+# tools (scripts/e2e-tools.sh coredns beam-python-boot), not our binaries nor the other Go builds.
 stand_ins() {
     command -v buildah >/dev/null || { log "no buildah: apt-get install buildah"; exit 1; }
     make_distroless
@@ -258,19 +258,23 @@ stand_ins() {
     build_recipe beam-python-sdk "$beam_sdk" "$(sha256sum <"$root/.tools/bin/beam-python-boot")" beam_sdk_context
     build_recipe beam-flink-job-server "$job_server" "$flink_key" job_server_context
     build_recipe flink-kubernetes-operator "$operator" "$flink_key" operator_context
+    spark_stand_ins
 }
 
-# The Spark stand-ins, on request only until the Spark scenarios run in CI (tests/e2e/tests/spark_operator.rs): Spark's
-# home and the job-server jar come from spark-local.sh (its env names their versions and the pom that built the jar,
-# so it keys the images); the operator's image builds on the Spark one, so its key
-# names that image too. Needs the operator's binary (scripts/e2e-tools.sh spark-operator) and the base images.
+# The Spark stand-ins but the operator's: Spark's home and the job-server jar come from spark-local.sh (its env names
+# their versions and the pom that built the jar, so it keys the images).
 spark_stand_ins() {
-    make_debian
     bash "$root/scripts/spark-local.sh" >&2
     local spark_key
     spark_key=$(cat "$root/.tools/spark/env")
     build_recipe spark "$spark" "$spark_key" spark_context
     build_recipe beam-spark-job-server "$spark_job_server" "$spark_key" spark_job_server_context
+}
+
+# The Spark operator's image: its binary (scripts/e2e-tools.sh spark-operator) on the Spark stand-in, so its key
+# names that image too.
+spark_operator_image() {
+    [[ -x "$root/.tools/bin/spark-operator" ]] || { log "no .tools/bin/spark-operator: run bash scripts/e2e-tools.sh"; exit 1; }
     build_recipe spark-operator "$spark_operator" \
         "$(sha256sum <"$root/.tools/bin/spark-operator") $(buildah images --noheading --no-trunc --format '{{.ID}}' "$spark")" \
         spark_operator_context
@@ -278,6 +282,7 @@ spark_stand_ins() {
 
 build() {
     stand_ins
+    spark_operator_image
     # The project's images, exactly as a platform team builds them.
     IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" >/dev/null
     # The previous build of our image, now untagged: the store is kept between runs and must not grow with them.
@@ -291,7 +296,6 @@ import() {
     work=$(mktemp -d)
     mkdir -p "$imported"
     for image in "${node_images[@]}"; do
-        have "$image" || continue # the Spark stand-ins exist only when made (spark_stand_ins)
         local id stamp="$imported/${image//[\/:]/_}"
         id=$(buildah images --noheading --no-trunc --format '{{.ID}}' "$image" | head -n 1)
         if [[ "$(cat "$stamp" 2>/dev/null)" == "$id" ]] &&
@@ -311,7 +315,6 @@ import() {
 case "${1:-}" in
     build) build ;;
     stand-ins) stand_ins ;;
-    spark) spark_stand_ins ;;
     import) import "$2" ;;
-    *) echo "usage: $0 build | stand-ins | spark | import CONTAINERD_SOCKET" >&2; exit 2 ;;
+    *) echo "usage: $0 build | stand-ins | import CONTAINERD_SOCKET" >&2; exit 2 ;;
 esac

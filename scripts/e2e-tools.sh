@@ -179,8 +179,7 @@ build_tool() {
 }
 
 tools=("$@")
-# The Spark operator is built on request only (`e2e-tools.sh spark-operator`) until its scenarios run in CI.
-[[ ${#tools[@]} -gt 0 ]] || tools=(etcd helm kubernetes coredns beam-python-boot actionlint)
+[[ ${#tools[@]} -gt 0 ]] || tools=(etcd helm kubernetes coredns beam-python-boot actionlint spark-operator)
 for tool in "${tools[@]}"; do
     locked "$tool" build_tool "$tool"
 done

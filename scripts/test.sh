@@ -84,7 +84,7 @@ check_steps() { # every command checked by hand: `set -e` does not apply inside 
   bash scripts/fuzz.sh --build-only
 }
 
-step "started in the background: Beam's venv, Debian's packages, Flink, then the node's base and stand-in images (target/ci-logs/downloads.log); Kubernetes, CoreDNS, helm, actionlint built from Go modules (target/ci-logs/go-tools.log); clippy, cargo-deny and the fuzz build at low priority (target/ci-logs/checks.log)"
+step "started in the background: Beam's venv, Debian's packages, Flink, Spark, then the node's base and stand-in images (target/ci-logs/downloads.log); Kubernetes, CoreDNS, helm, actionlint, the Spark operator built from Go modules (target/ci-logs/go-tools.log); clippy, cargo-deny and the fuzz build at low priority (target/ci-logs/checks.log)"
 background downloads download_steps
 background go-tools bash scripts/e2e-tools.sh
 background checks check_steps
@@ -104,10 +104,10 @@ export BEAM_WEBHOOK_IMAGE_BIN=$PWD/target/debug/beam-webhook
 step "cargo test --no-run (the test executables, compiled before the cluster is up)"
 cargo test --workspace --locked --no-run
 
-step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Beam's Flink job-server jar; the base and stand-in images (scripts/e2e-images.sh stand-ins; all cached in $cache)"
+step "Beam's venv; Debian's packages: containerd, runc, CNI plugins, iptables, buildah, debootstrap, Prometheus, shellcheck; Flink 1.19 and Spark 3.5.6 with Beam's job-server jars; the base and stand-in images (scripts/e2e-images.sh stand-ins; all cached in $cache)"
 collect downloads
 
-step "Kubernetes 1.34.4, CoreDNS, helm and actionlint, built from their Go modules (cached in $cache/bin)"
+step "Kubernetes 1.34.4, CoreDNS, helm, actionlint and the Kubeflow Spark operator, built from their Go modules (cached in $cache/bin)"
 collect go-tools
 
 step "Helm chart: helm lint, helm template (the three certificate modes)"
@@ -124,7 +124,7 @@ step "release: actionlint on .github/workflows (with shellcheck on its scripts),
 .tools/bin/actionlint -no-color
 bash scripts/check-krew-manifest.sh
 
-step "a real single-node Kubernetes (etcd, kube-apiserver, containerd, kubelet, controller-manager, scheduler, kube-proxy, CoreDNS), the images, helm install of Beamstack"
+step "a real single-node Kubernetes (etcd, kube-apiserver, containerd, kubelet, controller-manager, scheduler, kube-proxy, CoreDNS), the images, helm install of Beamstack, the Flink and Spark operators"
 trap 'stop_background; bash scripts/e2e-cluster.sh down' EXIT
 bash scripts/e2e-cluster.sh up
 .tools/bin/kubectl --kubeconfig .e2e/kubeconfig get pods -n beamstack -o wide
