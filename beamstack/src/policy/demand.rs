@@ -5,6 +5,11 @@
 //!   containers (the harness sidecar). TaskManagers default to ceil(parallelism / task slots), as the operator does.
 //! - SparkApplication: driver + executor × instances (maxExecutors under dynamic allocation), each with memory
 //!   overhead max(memory × factor, 384Mi) unless `memoryOverhead` is given, plus sidecar requests.
+//!
+//! Each pod counts as the scheduler counts it (Kubernetes' effective requests): its containers plus its native
+//! sidecars (init containers with `restartPolicy: Always`, such as Beam's job server beside a JobManager or a Spark
+//! driver), or, if larger, what an ordinary init container needs while it runs beside the sidecars started before
+//! it; per resource.
 //! - FlinkSessionJob: nothing of its own (it runs in its session cluster's pods) but it is a job.
 //! - ScheduledSparkApplication: what one run (its template) asks for; it counts no job itself, its runs do.
 
@@ -86,17 +91,17 @@ fn flink_deployment(object: &Value) -> Demand {
         let memory = get_str(object, &["spec", name, "resource", "memory"])
             .and_then(|memory| units::flink_memory(memory).ok())
             .unwrap_or_default();
-        let sidecars = extra_containers(
-            get(object, &["spec", name, "podTemplate", "spec", "containers"]),
-            MAIN_CONTAINER,
-        );
-        Demand {
-            cpu,
-            memory,
-            workers: 0,
-            jobs: 0,
-        }
-        .plus(sidecars)
+        let template = get(object, &["spec", name, "podTemplate", "spec"]);
+        pod_demand(
+            Demand {
+                cpu,
+                memory,
+                workers: 0,
+                jobs: 0,
+            },
+            extra_containers(template.and_then(|t| t.get("containers")), MAIN_CONTAINER),
+            template.and_then(|t| t.get("initContainers")),
+        )
     };
     let job_managers = count(get(object, &["spec", "jobManager", "replicas"])).unwrap_or(1);
     let task_managers = count(get(object, &["spec", "taskManager", "replicas"])).unwrap_or_else(|| {
@@ -158,14 +163,16 @@ fn spark_application(spec: Option<&Value>) -> Demand {
             .and_then(Value::as_str)
             .and_then(|overhead| units::spark_memory(overhead).ok());
         let memory = units::spark_pod_memory(memory, overhead, factor);
-        let sidecars = extra_containers(role_spec.and_then(|r| r.get("sidecars")), "");
-        Demand {
-            cpu,
-            memory,
-            workers: 0,
-            jobs: 0,
-        }
-        .plus(sidecars)
+        pod_demand(
+            Demand {
+                cpu,
+                memory,
+                workers: 0,
+                jobs: 0,
+            },
+            extra_containers(role_spec.and_then(|r| r.get("sidecars")), ""),
+            role_spec.and_then(|r| r.get("initContainers")),
+        )
     };
     let dynamic = get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
     let executors = if dynamic {
@@ -183,6 +190,30 @@ fn spark_application(spec: Option<&Value>) -> Demand {
     pod("driver").plus(executor.times(executors))
 }
 
+/// One pod as the scheduler counts it: the main container and the other containers (`main`, `others`), plus the
+/// native sidecars among `init_containers`; or, per resource, the most an ordinary init container needs beside the
+/// sidecars started before it, when that is more.
+fn pod_demand(main: Demand, others: Demand, init_containers: Option<&Value>) -> Demand {
+    let mut sidecars = Demand::default();
+    let mut init_peak = Demand::default();
+    for container in init_containers.and_then(Value::as_array).into_iter().flatten() {
+        let own = container_requests(container);
+        if container.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+            sidecars = sidecars.plus(own);
+        } else {
+            let needs = own.plus(sidecars);
+            init_peak.cpu = init_peak.cpu.max(needs.cpu);
+            init_peak.memory = init_peak.memory.max(needs.memory);
+        }
+    }
+    let running = main.plus(others).plus(sidecars);
+    Demand {
+        cpu: running.cpu.max(init_peak.cpu),
+        memory: running.memory.max(init_peak.memory),
+        ..running
+    }
+}
+
 /// The requests (else limits) of every container in `containers` but `main`.
 fn extra_containers(containers: Option<&Value>, main: &str) -> Demand {
     let mut total = Demand::default();
@@ -190,25 +221,29 @@ fn extra_containers(containers: Option<&Value>, main: &str) -> Demand {
         if container.get("name").and_then(Value::as_str) == Some(main) {
             continue;
         }
-        let amount = |name: &str| {
-            ["requests", "limits"]
-                .iter()
-                .find_map(|kind| container.get("resources")?.get(kind)?.get(name)?.as_str())
-        };
-        let cpu = amount("cpu")
-            .and_then(|cpu| units::quantity_millicores(cpu).ok())
-            .unwrap_or_default();
-        let memory = amount("memory")
-            .and_then(|memory| units::quantity_bytes(memory).ok())
-            .unwrap_or_default();
-        total = total.plus(Demand {
-            cpu,
-            memory,
-            workers: 0,
-            jobs: 0,
-        });
+        total = total.plus(container_requests(container));
     }
     total
+}
+
+/// One container's requests (else limits) of cpu and memory.
+fn container_requests(container: &Value) -> Demand {
+    // A request left out defaults to the limit (as the API server defaults it).
+    let amount = |name: &str| {
+        ["requests", "limits"]
+            .iter()
+            .find_map(|kind| container.get("resources")?.get(kind)?.get(name)?.as_str())
+    };
+    Demand {
+        cpu: amount("cpu")
+            .and_then(|cpu| units::quantity_millicores(cpu).ok())
+            .unwrap_or_default(),
+        memory: amount("memory")
+            .and_then(|memory| units::quantity_bytes(memory).ok())
+            .unwrap_or_default(),
+        workers: 0,
+        jobs: 0,
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +313,38 @@ mod tests {
         let executor = 2 * GIB + (2.0 * GIB as f64 * 0.4).ceil() as u64 + GIB;
         assert_eq!(demand.memory, Bytes(driver + 4 * executor));
         assert_eq!((demand.workers, demand.jobs), (4, 1));
+    }
+
+    #[test]
+    fn native_sidecars_count_for_the_whole_pod_and_init_containers_only_at_their_peak() {
+        // The driver as `kubectl beam run` makes it: Beam's job server a native sidecar, the launcher an ordinary
+        // init container that runs before Spark's container starts.
+        let job_server = json!({"name": "beam-job-server", "restartPolicy": "Always",
+            "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}});
+        let launcher =
+            |memory: &str| json!({"name": "build-pipeline-jar", "resources": {"limits": {"memory": memory}}});
+        let driver = |launcher_memory: &str| {
+            json!({"spec": {"type": "Java",
+            "driver": {"coreRequest": "250m", "memory": "512m",
+                       "initContainers": [job_server.clone(), launcher(launcher_memory)]},
+            "executor": {"instances": 0}}})
+        };
+        let demand = demand_of(RunnerKind::SparkApplication, &driver("256Mi"));
+        assert_eq!(demand.cpu, Millicores(250 + 100));
+        assert_eq!(demand.memory, Bytes(512 * MIB + 384 * MIB + GIB));
+        // A launcher that needs more than Spark's container, beside the job server started before it, sets the pod's
+        // memory; cpu still comes from the running containers.
+        let demand = demand_of(RunnerKind::SparkApplication, &driver("4Gi"));
+        assert_eq!(demand.memory, Bytes(4 * GIB + GIB));
+        assert_eq!(demand.cpu, Millicores(350));
+
+        let flink = json!({"spec": {
+            "jobManager": {"resource": {"cpu": 1, "memory": "1g"},
+                "podTemplate": {"spec": {"initContainers": [job_server]}}},
+            "taskManager": {"replicas": 0, "resource": {"cpu": 1, "memory": "1g"}}}});
+        let demand = demand_of(RunnerKind::FlinkDeployment, &flink);
+        assert_eq!(demand.cpu, Millicores(1100));
+        assert_eq!(demand.memory, Bytes(2 * GIB));
     }
 
     #[test]

@@ -299,14 +299,17 @@ fn a_python_exception_fails_the_application_and_every_view_says_why() {
     );
 }
 
-/// A tenant budget counted from an application that really runs: with `jobs: 1`, the next is refused while the first
-/// runs, and admitted once it is deleted.
+/// A tenant budget counted from an application that really runs: a memory budget that the first application fits
+/// and two do not. The webhook's count of the running application is compared with what the node's scheduler counts
+/// for its driver and executor pods (`kubectl describe node`: Spark's containers with their overhead, Beam's job server
+/// beside the driver as a native sidecar, the worker pool beside the executor), so the budget counts what runs.
+/// The next is refused while the first runs and admitted once it is deleted.
 #[test]
 fn a_running_application_fills_the_tenant_budget_until_it_is_deleted() {
     require_cluster!();
     let _held = hold_the_node();
     let _tenant = TenantGuard("e2e-spark-data");
-    assert!(apply(&tenant("e2e-spark-data", NAMESPACE, "jobs: 1")).ok);
+    assert!(apply(&tenant("e2e-spark-data", NAMESPACE, "memory: 6Gi")).ok);
     let first = format!("slow-{}", std::process::id());
     let next = format!("next-{}", std::process::id());
     let _first = DeleteOnDrop(first.clone());
@@ -314,14 +317,30 @@ fn a_running_application_fills_the_tenant_budget_until_it_is_deleted() {
     let run = run_pipeline(SLOW, &first, &["--wait"]);
     assert!(run.ok, "{}\n{}\n{}", run.stdout, run.stderr, diagnostics(&first));
     wait_for_state(&first, &["RUNNING"], Duration::from_secs(240));
+    wait_for("the first application's executor", Duration::from_secs(240), || {
+        pods(
+            NAMESPACE,
+            &format!("sparkoperator.k8s.io/app-name={first},spark-role=executor"),
+        )
+        .into_iter()
+        .next()
+    });
+    let scheduled = scheduled_memory_mib(&first);
 
     let refused = wait_for("the tenant's refusal", Duration::from_secs(30), || {
         let attempt = run_pipeline(SLOW, &next, &["--dry-run=server"]);
         (!attempt.ok && attempt.stderr.contains("tenant e2e-spark-data")).then_some(attempt)
     });
+    eprintln!(
+        "the scheduler counts {scheduled}Mi for {first}'s pods; the webhook said:\n{}",
+        refused.stderr
+    );
     assert!(
-        refused.stderr.contains("would run 2 jobs: it runs 1, the budget is 1"),
-        "{}",
+        refused.stderr.contains(&format!(
+            "would use {}Mi of memory: it runs {scheduled}Mi, this job asks for {scheduled}Mi, the budget is 6Gi",
+            2 * scheduled
+        )),
+        "the running application counts what its pods request: {}",
         refused.stderr
     );
     assert_eq!(
@@ -335,6 +354,44 @@ fn a_running_application_fills_the_tenant_budget_until_it_is_deleted() {
     wait_for("room for the next application", Duration::from_secs(30), || {
         run_pipeline(SLOW, &next, &["--dry-run=server"]).ok.then_some(())
     });
+}
+
+/// The memory requests of an application's pods, in MiB, as the node counts them: `kubectl describe node` prints
+/// each pod's requests the way the scheduler sums them (containers, native sidecars, init containers' peak).
+fn scheduled_memory_mib(application: &str) -> u64 {
+    let node = kubectl(&["describe", "node"]).stdout;
+    let rows: Vec<&str> = node
+        .lines()
+        .filter(|line| {
+            let mut columns = line.split_whitespace();
+            columns.next() == Some(NAMESPACE)
+                && columns
+                    .next()
+                    .is_some_and(|pod| pod.starts_with(&format!("{application}-")))
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "a driver and an executor on the node:\n{node}");
+    rows.iter()
+        .map(|row| {
+            // NAMESPACE NAME CPU-REQUESTS (%) CPU-LIMITS (%) MEMORY-REQUESTS (%) ...
+            let memory = row.split_whitespace().nth(6).unwrap();
+            mebibytes(memory).unwrap_or_else(|| panic!("memory request {memory:?} in {row:?}"))
+        })
+        .sum()
+}
+
+/// A Kubernetes quantity kubectl prints for memory (`1920Mi`, `2Gi`, bytes), in MiB when it is a whole number of them.
+fn mebibytes(quantity: &str) -> Option<u64> {
+    let bytes = if let Some(mebi) = quantity.strip_suffix("Mi") {
+        mebi.parse::<u64>().ok()? << 20
+    } else if let Some(gibi) = quantity.strip_suffix("Gi") {
+        gibi.parse::<u64>().ok()? << 30
+    } else if let Some(kibi) = quantity.strip_suffix("Ki") {
+        kibi.parse::<u64>().ok()? << 10
+    } else {
+        quantity.parse::<u64>().ok()?
+    };
+    (bytes % (1 << 20) == 0).then_some(bytes >> 20)
 }
 
 /// Deletes a runner object (not waiting) and the ConfigMap kubectl beam made for its pipeline.
