@@ -317,11 +317,17 @@ pub(super) fn job_server_sidecar(settings: &RunSettings, jar_mount: &Value) -> V
         ],
         "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx512m -XX:+UseSerialGC"}],
         // It listens on localhost only (the pod's own containers are its only clients), where a kubelet tcpSocket
-        // probe, which dials the pod's address, cannot see it: the probe connects from inside instead.
+        // probe, which dials the pod's address, cannot see it: the probe connects from inside instead. It waits for
+        // the port within one run (up to 25 s, trying every 0.2 s) rather than failing once a second while the JVM
+        // starts: every failed probe is a Warning event ("Unhealthy"), and `status` would show those instead of
+        // the ones that matter. Five runs that each time out (two minutes) are still reported: a job server that never listens.
         "startupProbe": {
-            "exec": {"command": ["bash", "-c", format!("exec 3<>/dev/tcp/localhost/{JOB_SERVER_PORT}")]},
+            "exec": {"command": ["bash", "-c", format!(
+                "for attempt in $(seq 125); do (exec 3<>/dev/tcp/localhost/{JOB_SERVER_PORT}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
+            )]},
+            "timeoutSeconds": 30,
             "periodSeconds": 1,
-            "failureThreshold": 120,
+            "failureThreshold": 5,
         },
         "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "volumeMounts": [jar_mount],
