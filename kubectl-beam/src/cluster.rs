@@ -407,6 +407,27 @@ pub async fn config_map_data(client: &Client, namespace: &str, name: &str) -> Re
         .map(|object| object.data["data"].clone()))
 }
 
+/// The pods of one role of a runner object, with the API that reads their logs.
+async fn role_pods(
+    client: &Client,
+    object: &Value,
+    role: &crate::pods::RolePods,
+) -> Result<
+    (
+        Api<k8s_openapi::api::core::v1::Pod>,
+        kube::api::ObjectList<k8s_openapi::api::core::v1::Pod>,
+    ),
+    String,
+> {
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let api = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&role.selector))
+        .await
+        .map_err(|error| describe(&error))?;
+    Ok((api, pods))
+}
+
 /// The last `lines` lines of the first scheduled pod of a role (its `container`), or None when no such pod has a log.
 pub async fn log_tail(
     client: &Client,
@@ -414,13 +435,7 @@ pub async fn log_tail(
     role: &crate::pods::RolePods,
     lines: i64,
 ) -> Result<Option<String>, String> {
-    use k8s_openapi::api::core::v1::Pod;
-    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api
-        .list(&ListParams::default().labels(&role.selector))
-        .await
-        .map_err(|error| describe(&error))?;
+    let (api, pods) = role_pods(client, object, role).await?;
     let Some(pod) = pods
         .items
         .iter()
@@ -449,12 +464,7 @@ pub async fn logs(
 ) -> Result<usize, String> {
     use futures_util::{AsyncBufReadExt, TryStreamExt};
     use k8s_openapi::api::core::v1::Pod;
-    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pods = api
-        .list(&ListParams::default().labels(&role.selector))
-        .await
-        .map_err(|error| describe(&error))?;
+    let (api, pods) = role_pods(client, object, role).await?;
     // A pod without a node has no logs: the API server answers 204 No Content, which would print nothing at all.
     let (scheduled, waiting): (Vec<&Pod>, Vec<&Pod>) = pods
         .items

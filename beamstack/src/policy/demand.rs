@@ -31,6 +31,16 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// Cpu and memory alone: a pod or a container, which counts as no worker and no job by itself.
+    fn resources(cpu: Millicores, memory: Bytes) -> Demand {
+        Demand {
+            cpu,
+            memory,
+            workers: 0,
+            jobs: 0,
+        }
+    }
+
     pub fn plus(self, other: Demand) -> Demand {
         Demand {
             cpu: Millicores(self.cpu.0.saturating_add(other.cpu.0)),
@@ -93,12 +103,7 @@ fn flink_deployment(object: &Value) -> Demand {
             .unwrap_or_default();
         let template = get(object, &["spec", name, "podTemplate", "spec"]);
         pod_demand(
-            Demand {
-                cpu,
-                memory,
-                workers: 0,
-                jobs: 0,
-            },
+            Demand::resources(cpu, memory),
             extra_containers(template.and_then(|t| t.get("containers")), MAIN_CONTAINER),
             template.and_then(|t| t.get("initContainers")),
         )
@@ -164,12 +169,7 @@ fn spark_application(spec: Option<&Value>) -> Demand {
             .and_then(|overhead| units::spark_memory(overhead).ok());
         let memory = units::spark_pod_memory(memory, overhead, factor);
         pod_demand(
-            Demand {
-                cpu,
-                memory,
-                workers: 0,
-                jobs: 0,
-            },
+            Demand::resources(cpu, memory),
             extra_containers(role_spec.and_then(|r| r.get("sidecars")), ""),
             role_spec.and_then(|r| r.get("initContainers")),
         )
@@ -234,16 +234,14 @@ fn container_requests(container: &Value) -> Demand {
             .iter()
             .find_map(|kind| container.get("resources")?.get(kind)?.get(name)?.as_str())
     };
-    Demand {
-        cpu: amount("cpu")
+    Demand::resources(
+        amount("cpu")
             .and_then(|cpu| units::quantity_millicores(cpu).ok())
             .unwrap_or_default(),
-        memory: amount("memory")
+        amount("memory")
             .and_then(|memory| units::quantity_bytes(memory).ok())
             .unwrap_or_default(),
-        workers: 0,
-        jobs: 0,
-    }
+    )
 }
 
 #[cfg(test)]
