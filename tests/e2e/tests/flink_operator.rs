@@ -470,13 +470,20 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
         deployment["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"], "9249",
         "the webhook turned the reporter on"
     );
+    // Each different answer is printed (shown when the test fails): a run on the slower instance once waited past
+    // 240 s here with nothing to say why.
+    let mut last_metrics = Value::Null;
     let report = wait_for(
         "status with throughput and checkpoint age from Prometheus",
-        Duration::from_secs(240),
+        Duration::from_secs(360),
         || {
             let status = beam(&["status", &name, "-n", NAMESPACE, "-o", "json"]);
             let report: Value = serde_json::from_str(&status.stdout).ok()?;
             let metrics = &report["metrics"];
+            if *metrics != last_metrics {
+                eprintln!("status metrics now: {metrics} ({})", report["phase"]);
+                last_metrics = metrics.clone();
+            }
             let flowing = metrics["recordsPerSecond"].as_f64()? > 0.0;
             (flowing && metrics["checkpointAgeSeconds"].as_f64().is_some()).then_some(report)
         },
