@@ -9,6 +9,8 @@ pub const GROUP: &str = "beamstack.dev";
 
 pub const FLINK_GROUP: &str = "flink.apache.org";
 pub const FLINK_VERSION: &str = "v1beta1";
+/// The label the Flink operator puts on its health-check canaries (CanaryResourceManager).
+pub const FLINK_CANARY_LABEL: &str = "flink.apache.org/canary";
 pub const SPARK_GROUP: &str = "sparkoperator.k8s.io";
 pub const SPARK_VERSION: &str = "v1beta2";
 

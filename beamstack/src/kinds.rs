@@ -1,7 +1,7 @@
 //! The runner custom resources Beamstack handles, recognised by group, version and kind, and where each keeps its
 //! pods: the containers, images and volumes of its pod templates.
 
-use crate::contract::Runner;
+use crate::contract::{FLINK_CANARY_LABEL, Runner};
 use crate::tree::{dotted, get};
 use serde_json::Value;
 use std::fmt;
@@ -58,6 +58,16 @@ impl RunnerKind {
 
     pub fn version(self) -> &'static str {
         self.runner().version()
+    }
+
+    /// The Flink operator's health-check canary: an object of its kinds labelled `flink.apache.org/canary: "true"`,
+    /// which the operator creates to time its own reconcile loop and which its validator skips on purpose (it has no
+    /// spec to speak of). Beamstack leaves it alone too, or the operator's documented health check would fail.
+    pub fn is_operator_canary(self, object: &Value) -> bool {
+        self.runner() == Runner::Flink
+            && get(object, &["metadata", "labels", FLINK_CANARY_LABEL])
+                .and_then(Value::as_str)
+                .is_some_and(|value| value.eq_ignore_ascii_case("true"))
     }
 
     /// Where the runner settings live: a ScheduledSparkApplication wraps a SparkApplication spec in `spec.template`.

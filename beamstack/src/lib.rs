@@ -9,6 +9,7 @@
 //! - `validate`: the built-in rules, every violation with its field.
 //! - `policy`: RunnerPolicies in CEL, tenants and their usage.
 //! - `policy_test`: the offline policy-test runner, through the whole admission.
+//! - `flink_resources`: where a FlinkDeployment's cpu and memory come from, as the Flink operator reads them.
 //! - `harness`: what marks a pipeline and which harness image it needs.
 //! - `images`, `versions`: how image references and Beam, Python and Flink versions are read.
 //! - `kinds`: the runner kinds and where each keeps its pods, containers, images and volumes.
@@ -19,6 +20,7 @@
 pub mod admission;
 pub mod config;
 pub mod contract;
+pub mod flink_resources;
 pub mod harness;
 pub mod images;
 pub mod kinds;

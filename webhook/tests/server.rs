@@ -764,7 +764,7 @@ async fn bad_input_gets_its_documented_answer_and_the_server_keeps_serving() {
             "/validate",
             nested(100),
             200,
-            "FlinkDeployment \"basic-example\" has 6 problems",
+            "FlinkDeployment \"basic-example\" has 4 problems",
         ),
         (
             "missing object",

@@ -72,10 +72,10 @@ async fn each_flink_rule_names_its_field() {
             "required",
         ),
         (
-            "version unsupported",
-            |o| o["spec"]["flinkVersion"] = json!("v1_15"),
+            "version the operator no longer runs",
+            |o| o["spec"]["flinkVersion"] = json!("v1_14"),
             "spec.flinkVersion",
-            "not supported here",
+            "not supported by the Flink operator",
         ),
         (
             "version garbage",
@@ -113,15 +113,16 @@ async fn each_flink_rule_names_its_field() {
             "more than 0",
         ),
         (
-            "jm cpu missing",
+            "jm memory from a configuration that does not read",
             |o| {
                 o["spec"]["jobManager"]["resource"]
                     .as_object_mut()
                     .unwrap()
-                    .remove("cpu");
+                    .remove("memory");
+                o["spec"]["flinkConfiguration"]["jobmanager.memory.process.size"] = json!("lots");
             },
-            "spec.jobManager.resource.cpu",
-            "required",
+            "spec.flinkConfiguration.jobmanager.memory.process.size",
+            "not a Flink memory size",
         ),
         (
             "tm cpu negative",

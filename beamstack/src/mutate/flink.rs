@@ -1,9 +1,11 @@
 //! FlinkDeployment defaults and harness injection.
 
 use super::{Changes, harness};
-use crate::config::{FlinkConfig, HarnessConfig, Placement};
+use crate::config::{FlinkConfig, FlinkResource, HarnessConfig, Placement};
+use crate::flink_resources::{self, Role, Shape};
 use crate::harness::HarnessSpec;
 use crate::tree;
+use crate::units;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -13,24 +15,24 @@ use crate::contract::FLINK_MAIN_CONTAINER as MAIN_CONTAINER;
 pub const MERGE_BY_NAME_KEY: &str = "kubernetes.operator.pod-template.merge-arrays-by-name";
 
 pub(crate) fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: &mut Changes) {
+    // The operator requires spec.serviceAccount and lets it override `kubernetes.service-account`: an object that
+    // names its account there keeps it.
+    let service_account = configured(object, "kubernetes.service-account")
+        .and_then(Value::as_str)
+        .filter(|account| !account.is_empty())
+        .unwrap_or(&config.service_account)
+        .to_owned();
     if let Some(spec) = tree::object_at(object, &["spec"])
-        && tree::set_if_unset(spec, "serviceAccount", Value::from(config.service_account.clone()))
+        && tree::set_if_unset(spec, "serviceAccount", Value::from(service_account))
     {
         changes.note("spec.serviceAccount");
     }
-    for (role, defaults) in [
-        ("jobManager", &config.job_manager),
-        ("taskManager", &config.task_manager),
-    ] {
-        let Some(resource) = tree::object_at(object, &["spec", role, "resource"]) else {
-            continue;
+    for role in Role::ALL {
+        let defaults = match role {
+            Role::JobManager => &config.job_manager,
+            Role::TaskManager => &config.task_manager,
         };
-        if tree::set_if_unset(resource, "cpu", Value::from(defaults.cpu)) {
-            changes.note(format!("spec.{role}.resource.cpu"));
-        }
-        if tree::set_if_unset(resource, "memory", Value::from(defaults.memory.clone())) {
-            changes.note(format!("spec.{role}.resource.memory"));
-        }
+        default_resources(object, role, defaults, changes);
     }
     if !config.placement.is_empty() {
         place_pods(object, &["spec", "podTemplate", "spec"], &config.placement, changes);
@@ -50,6 +52,41 @@ pub(crate) fn apply_defaults(object: &mut Value, config: &FlinkConfig, changes: 
     }
     if !configuration.is_empty() {
         default_configuration(object, &configuration, changes);
+    }
+}
+
+/// A role's cpu and memory where the object leaves them to the operator's defaults, in the shape the operator will
+/// read (`resources` requests when the role uses that field, else `resource`): never where `resources`,
+/// `resource` or a `flinkConfiguration` option already settles them, which the filled value would override.
+fn default_resources(object: &mut Value, role: Role, defaults: &FlinkResource, changes: &mut Changes) {
+    let memory_unset = flink_resources::memory(object, role).is_none();
+    let cpu_unset = flink_resources::cpu(object, role).is_none();
+    if !memory_unset && !cpu_unset {
+        return;
+    }
+    let field = role.field();
+    let (path, memory, cpu) = match flink_resources::shape(object, role) {
+        // Kubernetes quantities; the configuration was checked at start-up, so both amounts read.
+        Shape::Resources => (
+            vec!["spec", field, "resources", "requests"],
+            Value::from(units::flink_memory(&defaults.memory).unwrap_or_default().to_string()),
+            Value::from(units::cores_to_millicores(defaults.cpu).unwrap_or_default().to_string()),
+        ),
+        Shape::Resource => (
+            vec!["spec", field, "resource"],
+            Value::from(defaults.memory.clone()),
+            Value::from(defaults.cpu),
+        ),
+    };
+    let Some(target) = tree::object_at(object, &path) else {
+        return;
+    };
+    let written = path.join(".");
+    if memory_unset && tree::set_if_unset(target, "memory", memory) {
+        changes.note(format!("{written}.memory"));
+    }
+    if cpu_unset && tree::set_if_unset(target, "cpu", cpu) {
+        changes.note(format!("{written}.cpu"));
     }
 }
 

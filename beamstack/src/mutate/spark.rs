@@ -14,25 +14,40 @@ pub(crate) fn apply_defaults(object: &mut Value, spec_path: &[&str], config: &Sp
         return;
     };
     let field = |rest: &str| dotted(spec_path, rest);
+    // The operator passes `sparkConf` to spark-submit before its own fields, so a field we fill would override the
+    // object's `spark.driver.cores` and the like: those settle the field (the operator's own defaulter agrees).
+    let conf_sets =
+        |spec: &Value, key: &str| tree::get(spec, &["sparkConf", key]).is_some_and(|value| !value.is_null());
     for (role, defaults) in [("driver", &config.driver), ("executor", &config.executor)] {
+        let settled = |amount: &str| conf_sets(spec, &format!("spark.{role}.{amount}"));
+        let (cores_settled, memory_settled) = (settled("cores"), settled("memory"));
         let Some(role_spec) = tree::object_at(spec, &[role]) else {
             continue;
         };
-        if tree::set_if_unset(role_spec, "cores", Value::from(defaults.cores)) {
+        if !cores_settled && tree::set_if_unset(role_spec, "cores", Value::from(defaults.cores)) {
             changes.note(field(&format!("{role}.cores")));
         }
-        if tree::set_if_unset(role_spec, "memory", Value::from(defaults.memory.clone())) {
+        if !memory_settled && tree::set_if_unset(role_spec, "memory", Value::from(defaults.memory.clone())) {
             changes.note(field(&format!("{role}.memory")));
         }
     }
-    let dynamic_allocation = tree::get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
-    if !dynamic_allocation
+    let dynamic_allocation = tree::get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true)
+        || tree::get_str(spec, &["sparkConf", "spark.dynamicAllocation.enabled"])
+            .is_some_and(|on| on.trim().eq_ignore_ascii_case("true"));
+    let instances_settled = dynamic_allocation || conf_sets(spec, "spark.executor.instances");
+    if !instances_settled
         && let Some(executor) = tree::object_at(spec, &["executor"])
         && tree::set_if_unset(executor, "instances", Value::from(config.executor_instances))
     {
         changes.note(field("executor.instances"));
     }
-    if let Some(driver) = tree::object_at(spec, &["driver"])
+    // Spark gives the driver spark.kubernetes.authenticate.driver.serviceAccountName over its pod template's account:
+    // a template that names one keeps it.
+    let template_account = ["serviceAccountName", "serviceAccount"].iter().any(|key| {
+        tree::get_str(spec, &["driver", "template", "spec", key]).is_some_and(|account| !account.is_empty())
+    });
+    if !template_account
+        && let Some(driver) = tree::object_at(spec, &["driver"])
         && tree::set_if_unset(driver, "serviceAccount", Value::from(config.service_account.clone()))
     {
         changes.note(field("driver.serviceAccount"));

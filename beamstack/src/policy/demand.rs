@@ -14,6 +14,7 @@
 //! - ScheduledSparkApplication: what one run (its template) asks for; it counts no job itself, its runs do.
 
 use crate::contract::FLINK_MAIN_CONTAINER as MAIN_CONTAINER;
+use crate::flink_resources::{self, Role};
 use crate::kinds::RunnerKind;
 use crate::tree::{flatten_keys, get, get_str};
 use crate::units::{self, Bytes, Millicores};
@@ -71,6 +72,10 @@ impl Demand {
 
 /// The demand of a runner object. Unparseable amounts count as zero: validation reports them on their own.
 pub fn demand_of(kind: RunnerKind, object: &Value) -> Demand {
+    if kind.is_operator_canary(object) {
+        // The operator only times its reconcile loop with it: it never deploys a canary.
+        return Demand::default();
+    }
     match kind {
         RunnerKind::FlinkDeployment => flink_deployment(object),
         RunnerKind::FlinkSessionJob => Demand {
@@ -93,14 +98,13 @@ fn count(value: Option<&Value>) -> Option<u64> {
 }
 
 fn flink_deployment(object: &Value) -> Demand {
-    let role = |name: &str| {
-        let cpu = get(object, &["spec", name, "resource", "cpu"])
-            .and_then(Value::as_f64)
-            .and_then(units::cores_to_millicores)
-            .unwrap_or_default();
-        let memory = get_str(object, &["spec", name, "resource", "memory"])
-            .and_then(|memory| units::flink_memory(memory).ok())
-            .unwrap_or_default();
+    let role = |role: Role| {
+        let name = role.field();
+        // What the operator will give the role (flink_resources); Flink's one core when nothing says.
+        let cpu =
+            flink_resources::cpu(object, role).map_or(Some(flink_resources::DEFAULT_CPU), |setting| setting.cpu());
+        let memory = flink_resources::memory(object, role).and_then(|setting| setting.memory());
+        let (cpu, memory) = (cpu.unwrap_or_default(), memory.unwrap_or_default());
         let template = get(object, &["spec", name, "podTemplate", "spec"]);
         pod_demand(
             Demand::resources(cpu, memory),
@@ -131,11 +135,11 @@ fn flink_deployment(object: &Value) -> Demand {
     let has_job = get(object, &["spec", "job"]).is_some_and(|job| !job.is_null());
     let task_manager = Demand {
         workers: 1,
-        ..role("taskManager")
+        ..role(Role::TaskManager)
     };
     Demand {
         jobs: u64::from(has_job),
-        ..role("jobManager").times(job_managers)
+        ..role(Role::JobManager).times(job_managers)
     }
     .plus(task_manager.times(task_managers))
 }
@@ -145,26 +149,36 @@ fn spark_application(spec: Option<&Value>) -> Demand {
     let factor = get_str(spec, &["memoryOverheadFactor"])
         .and_then(|factor| factor.parse::<f64>().ok())
         .unwrap_or_else(|| units::spark_default_overhead_factor(get_str(spec, &["type"]).unwrap_or("Scala")));
+    // A field wins over the same setting in `sparkConf` (the operator passes it to spark-submit later); without the
+    // field, `sparkConf` holds what Spark uses.
+    let setting = |field: &[&str], conf_key: &str| {
+        get(spec, field)
+            .filter(|value| !value.is_null())
+            .or_else(|| get(spec, &["sparkConf", conf_key]).filter(|value| !value.is_null()))
+    };
+    // Whole numbers, as JSON numbers in fields and as strings in sparkConf.
+    let number = |value: Option<&Value>| {
+        count(value).or_else(|| value.and_then(Value::as_str).and_then(|text| text.trim().parse().ok()))
+    };
     let pod = |role: &str| {
         let role_spec = get(spec, &[role]);
-        let cores = role_spec
-            .and_then(|r| r.get("coreRequest"))
-            .and_then(Value::as_str)
-            .and_then(|q| units::quantity_millicores(q).ok());
+        let cores = setting(
+            &[role, "coreRequest"],
+            &format!("spark.kubernetes.{role}.request.cores"),
+        )
+        .and_then(Value::as_str)
+        .and_then(|q| units::quantity_millicores(q).ok());
         let cpu = cores.unwrap_or_else(|| {
-            Millicores(
-                count(role_spec.and_then(|r| r.get("cores")))
-                    .unwrap_or(1)
-                    .saturating_mul(1000),
-            )
+            let cores = setting(&[role, "cores"], &format!("spark.{role}.cores"));
+            let cores =
+                count(cores).or_else(|| cores.and_then(Value::as_str).and_then(|text| text.trim().parse().ok()));
+            Millicores(cores.unwrap_or(1).saturating_mul(1000))
         });
-        let memory = role_spec
-            .and_then(|r| r.get("memory"))
+        let memory = setting(&[role, "memory"], &format!("spark.{role}.memory"))
             .and_then(Value::as_str)
             .and_then(|memory| units::spark_memory(memory).ok())
             .unwrap_or(Bytes(1 << 30));
-        let overhead = role_spec
-            .and_then(|r| r.get("memoryOverhead"))
+        let overhead = setting(&[role, "memoryOverhead"], &format!("spark.{role}.memoryOverhead"))
             .and_then(Value::as_str)
             .and_then(|overhead| units::spark_memory(overhead).ok());
         let memory = units::spark_pod_memory(memory, overhead, factor);
@@ -174,14 +188,21 @@ fn spark_application(spec: Option<&Value>) -> Demand {
             role_spec.and_then(|r| r.get("initContainers")),
         )
     };
-    let dynamic = get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true);
+    // The operator passes spark.dynamicAllocation.enabled only when the spec turns it on: otherwise sparkConf's stands.
+    let dynamic = get(spec, &["dynamicAllocation", "enabled"]).and_then(Value::as_bool) == Some(true)
+        || get_str(spec, &["sparkConf", "spark.dynamicAllocation.enabled"])
+            .is_some_and(|enabled| enabled.trim().eq_ignore_ascii_case("true"));
+    let instances = number(setting(&["executor", "instances"], "spark.executor.instances"));
     let executors = if dynamic {
         // The worst case is what the budget must allow for.
-        count(get(spec, &["dynamicAllocation", "maxExecutors"]))
-            .or_else(|| count(get(spec, &["executor", "instances"])))
-            .unwrap_or(1)
+        number(setting(
+            &["dynamicAllocation", "maxExecutors"],
+            "spark.dynamicAllocation.maxExecutors",
+        ))
+        .or(instances)
+        .unwrap_or(1)
     } else {
-        count(get(spec, &["executor", "instances"])).unwrap_or(1)
+        instances.unwrap_or(1)
     };
     let executor = Demand {
         workers: 1,

@@ -2,6 +2,7 @@
 
 use super::{Subject, Violation};
 use crate::config::Config;
+use crate::flink_resources::{self, Role, Setting, Shape};
 use crate::harness;
 use crate::mutate::MERGE_BY_NAME_KEY;
 use crate::tree::{self, flatten_keys, get, get_str};
@@ -25,30 +26,8 @@ const SAVEPOINT_DIR_KEYS: [&str; 2] = ["execution.checkpointing.savepoint-dir", 
 pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violation>) {
     let object = subject.object;
     check_name(object, out);
-    match get(object, &["spec", "flinkVersion"]) {
-        None | Some(Value::Null) => out.push(Violation::new(
-            "flink-version",
-            "spec.flinkVersion",
-            format!("required: set one of {}", config.flink.supported_versions.join(", ")),
-        )),
-        Some(Value::String(version)) if config.flink.supported_versions.contains(version) => {}
-        Some(other) => {
-            let shown = other.as_str().map_or_else(|| other.to_string(), str::to_owned);
-            let hint = if FLINK_VERSION_PATTERN.is_match(&shown) {
-                "is not supported here"
-            } else {
-                "is not a flinkVersion"
-            };
-            out.push(Violation::new(
-                "flink-version",
-                "spec.flinkVersion",
-                format!(
-                    "`{shown}` {hint}: use one of {}",
-                    config.flink.supported_versions.join(", ")
-                ),
-            ));
-        }
-    }
+    let beam_pipeline = matches!(harness::harness_for(object, &config.harness), Ok(Some(_)));
+    check_flink_version(object, beam_pipeline, &config.flink.supported_versions, out);
     if get_str(object, &["spec", "serviceAccount"]).is_none_or(str::is_empty) {
         out.push(Violation::new(
             "service-account",
@@ -56,10 +35,15 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
             "required: name the service account the Flink pods run as",
         ));
     }
-    for role in ["jobManager", "taskManager"] {
-        check_resource(object, role, out);
-        if let Some(fault) = get(object, &["spec", role, "replicas"]).and_then(super::count_fault) {
-            out.push(Violation::new("flink-replicas", format!("spec.{role}.replicas"), fault));
+    for role in Role::ALL {
+        check_resources(object, role, out);
+        let field = role.field();
+        if let Some(fault) = get(object, &["spec", field, "replicas"]).and_then(super::count_fault) {
+            out.push(Violation::new(
+                "flink-replicas",
+                format!("spec.{field}.replicas"),
+                fault,
+            ));
         }
     }
     let configuration = flink_configuration(object);
@@ -113,7 +97,6 @@ pub fn deployment(subject: &Subject<'_>, config: &Config, out: &mut Vec<Violatio
             ));
         }
     }
-    let beam_pipeline = matches!(harness::harness_for(object, &config.harness), Ok(Some(_)));
     if let Some(old) = subject.old_object {
         check_transition(old, object, out);
         if beam_pipeline {
@@ -180,6 +163,52 @@ fn flink_configuration(object: &Value) -> Vec<(String, &Value)> {
         .unwrap_or_default()
 }
 
+/// A Beam pipeline needs a Flink minor that Beam publishes a runner for (the configured `supportedVersions`). Any
+/// other FlinkDeployment may use what the operator runs: every version from v1_15 on (FlinkVersion.isSupported;
+/// v1_15 deprecated but accepted, v1_13 and v1_14 refused), within the CRD's enum.
+fn check_flink_version(object: &Value, beam_pipeline: bool, supported: &[String], out: &mut Vec<Violation>) {
+    let choices = || {
+        if beam_pipeline {
+            format!("one of {} (the Flink versions Beam runs on)", supported.join(", "))
+        } else {
+            format!("{OLDEST_FLINK_VERSION} or newer, the Flink version of the image")
+        }
+    };
+    let problem = match get(object, &["spec", "flinkVersion"]) {
+        None | Some(Value::Null) => format!("required: set {}", choices()),
+        Some(Value::String(version)) if FLINK_VERSION_PATTERN.is_match(version) => {
+            let accepted = if beam_pipeline {
+                supported.contains(version)
+            } else {
+                minor_version(version) >= minor_version(OLDEST_FLINK_VERSION)
+            };
+            if accepted {
+                return;
+            }
+            let whom = if beam_pipeline {
+                "a Beam pipeline"
+            } else {
+                "the Flink operator"
+            };
+            format!("`{version}` is not supported by {whom}: use {}", choices())
+        }
+        Some(other) => {
+            let shown = other.as_str().map_or_else(|| other.to_string(), str::to_owned);
+            format!("`{shown}` is not a flinkVersion: use {}", choices())
+        }
+    };
+    out.push(Violation::new("flink-version", "spec.flinkVersion", problem));
+}
+
+/// The oldest `flinkVersion` the Flink operator runs (FlinkVersion.isSupported).
+const OLDEST_FLINK_VERSION: &str = "v1_15";
+
+/// `v1_20` as (1, 20), for ordering; the pattern has been checked.
+fn minor_version(version: &str) -> (u32, u32) {
+    let (major, minor) = version.trim_start_matches('v').split_once('_').unwrap_or_default();
+    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
+}
+
 fn check_name(object: &Value, out: &mut Vec<Violation>) {
     if let Some(name) = get_str(object, &["metadata", "name"])
         && !NAME.is_match(name)
@@ -195,46 +224,128 @@ fn check_name(object: &Value, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_resource(object: &Value, role: &str, out: &mut Vec<Violation>) {
-    let field = format!("spec.{role}.resource");
-    match get(object, &["spec", role, "resource", "memory"]) {
-        None | Some(Value::Null) => out.push(Violation::new(
+/// A role's cpu and memory as the operator will read them (flink_resources): memory settled somewhere and every
+/// amount readable; with `resources`, every quantity readable and no request above its limit, which Kubernetes
+/// refuses in a pod and Flink refuses as a limit factor below 1. Cpu may stay unset: Flink then gives one core.
+fn check_resources(object: &Value, role: Role, out: &mut Vec<Violation>) {
+    let field = role.field();
+    let shape = flink_resources::shape(object, role);
+    match flink_resources::memory(object, role) {
+        None => out.push(Violation::new(
             "flink-resources",
-            format!("{field}.memory"),
-            "required: set a memory size such as 2048m or 2Gi",
+            match shape {
+                Shape::Resources => format!("spec.{field}.resources.requests.memory"),
+                Shape::Resource => format!("spec.{field}.resource.memory"),
+            },
+            match shape {
+                Shape::Resources => {
+                    "required: set a memory request such as 2Gi (with `resources` set, the operator \
+                                     ignores `resource`)"
+                }
+                Shape::Resource => "required: set a memory size such as 2048m or 2Gi",
+            },
         )),
-        Some(Value::String(memory)) => match units::flink_memory(memory) {
-            Ok(bytes) if bytes.0 > 0 => {}
-            Ok(_) => out.push(Violation::new(
-                "flink-resources",
-                format!("{field}.memory"),
-                "must be more than 0",
-            )),
-            Err(error) => out.push(Violation::new(
-                "flink-resources",
-                format!("{field}.memory"),
-                error.to_string(),
-            )),
+        Some(setting) => check_memory(&setting, role, out),
+    }
+    match shape {
+        Shape::Resources => check_requests_and_limits(object, role, out),
+        Shape::Resource => {
+            if let Some(setting) = flink_resources::cpu(object, role)
+                && setting.cpu().is_none_or(|cpu| cpu.0 == 0)
+            {
+                out.push(Violation::new(
+                    "flink-resources",
+                    setting.field(role, "cpu"),
+                    format!("must be a positive number of cores, got {}", setting.value()),
+                ));
+            }
+        }
+    }
+}
+
+fn check_memory(setting: &Setting<'_>, role: Role, out: &mut Vec<Violation>) {
+    let field = setting.field(role, "memory");
+    let problem = match setting {
+        Setting::Resource { value } | Setting::Configuration { value, .. } => match value {
+            Value::String(memory) => match units::flink_memory(memory) {
+                Ok(bytes) if bytes.0 > 0 => None,
+                Ok(_) => Some("must be more than 0".to_owned()),
+                Err(error) => Some(error.to_string()),
+            },
+            other => Some(format!("must be a string such as \"2048m\", got {other}")),
         },
-        Some(other) => out.push(Violation::new(
-            "flink-resources",
-            format!("{field}.memory"),
-            format!("must be a string such as \"2048m\", got {other}"),
-        )),
+        // Quantities are checked with the rest of `resources`.
+        Setting::Quantity { .. } => None,
+    };
+    if let Some(message) = problem {
+        out.push(Violation::new("flink-resources", field, message));
     }
-    match get(object, &["spec", role, "resource", "cpu"]) {
-        None | Some(Value::Null) => out.push(Violation::new(
-            "flink-resources",
-            format!("{field}.cpu"),
-            "required: set the cores as a number, such as 1 or 0.5",
-        )),
-        Some(cpu) if cpu.as_f64().is_some_and(|cores| cores > 0.0) => {}
-        Some(cpu) => out.push(Violation::new(
-            "flink-resources",
-            format!("{field}.cpu"),
-            format!("must be a positive number of cores, got {cpu}"),
-        )),
+}
+
+/// Every quantity in a role's `resources` readable, and no request above its limit.
+fn check_requests_and_limits(object: &Value, role: Role, out: &mut Vec<Violation>) {
+    let field = format!("spec.{}.resources", role.field());
+    let amounts = |path: &str| -> Vec<(String, Option<units::Quantity>)> {
+        get(object, &["spec", role.field(), "resources", path])
+            .and_then(Value::as_object)
+            .map(|map| {
+                map.iter()
+                    .map(|(name, value)| {
+                        let text = match value {
+                            Value::String(text) => Some(text.clone()),
+                            Value::Number(number) => Some(number.to_string()),
+                            _ => None,
+                        };
+                        (name.clone(), text.and_then(|text| units::Quantity::parse(&text).ok()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let requests = amounts("requests");
+    let limits = amounts("limits");
+    for (path, list) in [("requests", &requests), ("limits", &limits)] {
+        for (name, quantity) in list {
+            let readable = quantity
+                .as_ref()
+                .is_some_and(|quantity| !quantity.value().is_sign_negative());
+            if !readable {
+                let shown = get(object, &["spec", role.field(), "resources", path, name])
+                    .cloned()
+                    .unwrap_or_default();
+                out.push(Violation::new(
+                    "flink-resources",
+                    format!("{field}.{path}.{name}"),
+                    format!(
+                        "`{}` is not a Kubernetes quantity such as 2Gi or 500m",
+                        text_or_json(&shown)
+                    ),
+                ));
+            }
+        }
     }
+    for (name, request) in &requests {
+        let limit = limits
+            .iter()
+            .find(|(limit_name, _)| limit_name == name)
+            .and_then(|(_, limit)| limit.as_ref());
+        if let (Some(request), Some(limit)) = (request, limit)
+            && request > limit
+        {
+            out.push(Violation::new(
+                "flink-resources",
+                format!("{field}.requests.{name}"),
+                format!(
+                    "{request} is above the limit {limit}: Kubernetes refuses a pod whose request exceeds its limit \
+                     (and Flink a limit factor below 1); lower the request or raise the limit"
+                ),
+            ));
+        }
+    }
+}
+
+fn text_or_json(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
 }
 
 fn check_parallelism(job: &Value, out: &mut Vec<Violation>) {

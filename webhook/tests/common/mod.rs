@@ -134,7 +134,7 @@ pub fn denied_fields(response: &Value) -> Vec<String> {
 
 static SCHEMAS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = LazyLock::new(Default::default);
 
-/// The CRD's openAPIV3Schema for an object's kind, from `testdata/crds/`.
+/// The CRD's openAPIV3Schema for an object's kind, from `testdata/crds/` (the operators' releases we test).
 pub fn crd_validator(kind: &str) -> Arc<jsonschema::Validator> {
     let file = match kind {
         "FlinkDeployment" => "flinkdeployments.flink.apache.org-v1.yml",
@@ -143,6 +143,15 @@ pub fn crd_validator(kind: &str) -> Arc<jsonschema::Validator> {
         "ScheduledSparkApplication" => "sparkoperator.k8s.io_scheduledsparkapplications.yaml",
         other => panic!("no CRD for {other}"),
     };
+    schema_validator(file)
+}
+
+/// The FlinkDeployment CRD of the Flink operator's main branch (1.16: `resources` with requests and limits).
+pub fn flink_main_crd_validator() -> Arc<jsonschema::Validator> {
+    schema_validator("flink-main/flinkdeployments.flink.apache.org-v1.yml")
+}
+
+fn schema_validator(file: &str) -> Arc<jsonschema::Validator> {
     let mut cache = SCHEMAS.lock().unwrap();
     Arc::clone(cache.entry(file.to_owned()).or_insert_with(|| {
         let text = std::fs::read_to_string(repo_path(&format!("testdata/crds/{file}"))).unwrap();
@@ -152,14 +161,18 @@ pub fn crd_validator(kind: &str) -> Arc<jsonschema::Validator> {
     }))
 }
 
+/// Every schema error of `object` against `validator`, with where it is.
+pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<String> {
+    validator
+        .iter_errors(object)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect()
+}
+
 /// Fails the test with every schema error when `object` is not valid against its kind's CRD.
 pub fn assert_valid_against_crd(object: &Value) {
     let kind = object["kind"].as_str().unwrap();
-    let validator = crd_validator(kind);
-    let errors: Vec<String> = validator
-        .iter_errors(object)
-        .map(|error| format!("{} at {}", error, error.instance_path()))
-        .collect();
+    let errors = schema_errors(&crd_validator(kind), object);
     assert!(
         errors.is_empty(),
         "{kind} {} is not valid against its CRD:\n{}",
