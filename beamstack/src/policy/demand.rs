@@ -3,8 +3,11 @@
 //!
 //! - FlinkDeployment: JobManager × replicas + TaskManager × replicas, each pod adding the requests of its extra
 //!   containers (the harness sidecar). TaskManagers default to ceil(parallelism / task slots), as the operator does.
+//!   Each role's cpu and memory are what the operator reads (`flink_resources`: operator 1.16's `resources`, else
+//!   `resource`, else `flinkConfiguration`; Flink's one core when nothing sets the cpu).
 //! - SparkApplication: driver + executor × instances (maxExecutors under dynamic allocation), each with memory
-//!   overhead max(memory × factor, 384Mi) unless `memoryOverhead` is given, plus sidecar requests.
+//!   overhead max(memory × factor, 384Mi) unless `memoryOverhead` is given, plus sidecar requests; each amount
+//!   from the spec's field, else from the same setting in `sparkConf`.
 //!
 //! Each pod counts as the scheduler counts it (Kubernetes' effective requests): its containers plus its native
 //! sidecars (init containers with `restartPolicy: Always`, such as Beam's job server beside a JobManager or a Spark
