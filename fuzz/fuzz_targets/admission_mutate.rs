@@ -137,6 +137,17 @@ const KEYS: &[&str] = &[
     "kind",
     "requests",
     "limits",
+    // What settles a default elsewhere, and the operator's canary.
+    "resources",
+    "sparkConf",
+    "spark.driver.memory",
+    "spark.executor.instances",
+    "spark.dynamicAllocation.enabled",
+    "serviceAccountName",
+    "kubernetes.service-account",
+    "jobmanager.memory.process.size",
+    "kubernetes.taskmanager.cpu.amount",
+    "flink.apache.org/canary",
 ];
 
 const WORDS: &[&str] = &[
