@@ -16,8 +16,10 @@ cache="${BEAMSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/beamstack}"
 export BEAMSTACK_CACHE=$cache
 # Compiled dependencies are shared between clones (cargo's build directory, outside the checkout; binaries still land
 # in ./target): a fresh clone on a warm machine compiles only the workspace's own crates. Cargo locks the folder, so
-# two runs at once wait for each other rather than mix. Emptied when it outgrows 15 GiB (each clone's path adds its
-# own copy of the workspace crates), so the disk does not fill.
+# two runs at once wait for each other rather than mix. Emptied when it outgrows 15 GiB, so the disk does not fill.
+# Cargo hashes workspace crates by their path within the workspace, so every clone shares one copy of them and tells
+# them fresh by file times: a fresh clone's files are newer than any artifact and are rebuilt, but a second, older
+# checkout built with this directory can be handed the first one's binaries (seen with two worktrees; touch its files).
 export CARGO_BUILD_BUILD_DIR="$cache/cargo-build"
 # The lints and the fuzz build run beside the critical path (below) in a build directory of their own: cargo locks a
 # build directory for the whole of a build, so sharing one would make the two wait for each other.
