@@ -11,8 +11,8 @@
 #   - `helm install` of charts/beamstack into the namespace beamstack, which enforces the restricted Pod Security
 #     Standard: two beam-webhook pods from ghcr.io/beamstack/beam-webhook, called by the API server through the
 #     chart's Service, with the provided certificate mode (a Secret made with `beam-webhook certs`);
-#   - Prometheus (Debian's package) discovering the webhook pods through the API server, and a static exporter
-#     standing in for Flink's Prometheus reporter.
+#   - Prometheus (Debian's package) discovering the webhook pods through the API server, and
+#     scripts/flink-reporter-standin.py standing in for Flink's Prometheus reporter.
 #
 #   bash scripts/e2e-cluster.sh up              # start everything; prints the kubeconfig path
 #   bash scripts/e2e-cluster.sh down            # stop everything, undo what up changed, keep nothing in .e2e
@@ -249,29 +249,12 @@ webhook_start() {
 }
 
 # A real Prometheus (Debian's package) finding the webhook pods and the Flink pods through the API server, as one
-# without the Prometheus operator does; and a small exporter standing in for the Flink reporter of a job "wc" that
-# the status and dashboard scenario plays (its object exists, no Flink runs for it), its series those of a real
-# JobManager and TaskManager (tests/e2e/tests/flink_operator.rs scrapes real ones): fixed rates, and a checkpoint
-# completed every two seconds (the discovery loop bumps lastCompletedCheckpointId).
-write_exporter_metrics() { # CHECKPOINT_ID
-    cat >"$state/flink-exporter/metrics.new" <<EOF
-# TYPE flink_taskmanager_job_task_numRecordsInPerSecond gauge
-flink_taskmanager_job_task_numRecordsInPerSecond{job_name="wc",task_name="ReadFromText",subtask_index="0"} 1200.5
-flink_taskmanager_job_task_numRecordsInPerSecond{job_name="wc",task_name="WriteToText",subtask_index="0"} 300
-# TYPE flink_taskmanager_job_task_backPressuredTimeMsPerSecond gauge
-flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name="ReadFromText",subtask_index="0"} 250
-flink_taskmanager_job_task_backPressuredTimeMsPerSecond{job_name="wc",task_name="WriteToText",subtask_index="0"} 0
-# TYPE flink_jobmanager_job_lastCompletedCheckpointId gauge
-flink_jobmanager_job_lastCompletedCheckpointId{job_name="wc"} $1
-EOF
-    mv "$state/flink-exporter/metrics.new" "$state/flink-exporter/metrics"
-}
-
+# without the Prometheus operator does; and scripts/flink-reporter-standin.py standing in for the Flink reporter of a
+# job "wc" that the status and dashboard scenario plays (its object exists, no Flink runs for it).
 start_monitoring() {
     command -v prometheus >/dev/null || { log "no prometheus: apt-get install prometheus (Debian's package)"; exit 1; }
-    mkdir -p "$state/flink-exporter" "$state/prometheus"
-    write_exporter_metrics 1
-    start exporter python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$state/flink-exporter"
+    mkdir -p "$state/prometheus"
+    start exporter python3 "$root/scripts/flink-reporter-standin.py" "$exporter_port"
     # Debian's Prometheus is built without Kubernetes service discovery. In its place, a loop writes file_sd files
     # every two seconds with the labels Kubernetes discovery's relabelling would give (namespace, pod): the Ready
     # webhook pods' admin endpoints (the chart's ServiceMonitor) and the Flink pods' port named `metrics`, which the
@@ -299,10 +282,7 @@ discover_pods() {
     local webhook_targets="$state/prometheus-targets.json" flink_targets="$state/prometheus-flink-targets.json"
     echo '[]' >"$webhook_targets"
     echo '[]' >"$flink_targets"
-    local checkpoint=1
     while true; do
-        checkpoint=$((checkpoint + 1))
-        write_exporter_metrics "$checkpoint"
         kubectl -n "$namespace" get pods -l app.kubernetes.io/name=beamstack-webhook -o json 2>/dev/null |
             python3 -c '
 import json, sys
