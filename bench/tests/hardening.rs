@@ -698,7 +698,7 @@ fn hundred_certificate_rotations_under_load_fail_no_admission() {
 /// benchmark's reviews at 300/s to a server started with `--drain-timeout 5s`; a ninth connection has made one
 /// request and sits idle. Then the test sends SIGTERM.
 ///
-/// Proves: every request sent before the signal (before `kill` returned) was answered 200 with a well-formed,
+/// Proves: every request sent before the signal (before `kill` started) was answered 200 with a well-formed,
 /// allowed AdmissionReview carrying its uid; no answer at all was an error (a 5xx, a malformed body); the server
 /// closed the idle keep-alive connection and exited 0 before the drain deadline (it did not wait the deadline out:
 /// its log says every connection drained); connections opened after the signal were refused.
@@ -758,6 +758,9 @@ fn sigterm_under_load_drains_every_admission_sent_before_it() {
         });
         tokio::time::sleep(Duration::from_millis(1500)).await;
 
+        // `kill` is a process of its own: the server may take the signal and refuse connections before it returns.
+        // Every request sent before it started must be answered; one sent while it ran races the signal.
+        let signalling = Instant::now();
         webhook.signal("TERM");
         let signalled = Instant::now();
         let exit = loop {
@@ -786,7 +789,7 @@ fn sigterm_under_load_drains_every_admission_sent_before_it() {
 
         let ok = |sample: &Sample| matches!(sample.outcome, Outcome::Answered(Answer { allowed: true, .. }));
         let (before, after_signal): (Vec<&Sample>, Vec<&Sample>) =
-            run.samples.iter().partition(|sample| sample.sent < signalled);
+            run.samples.iter().partition(|sample| sample.sent < signalling);
         let failed_before: Vec<&Sample> = before.iter().copied().filter(|sample| !ok(sample)).collect();
         let wrong: Vec<&Sample> = run
             .samples
