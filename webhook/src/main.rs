@@ -92,6 +92,11 @@ struct ServeArgs {
     /// After SIGTERM, how long in-flight requests may take before connections are closed.
     #[arg(long, env = "BEAM_WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Benchmarks only: answer every review with the no-op admission (allow; on /mutate a JSON patch of this many
+    /// bytes that changes nothing), reading nothing but the envelope, and ignore policies and the cluster. The
+    /// API-server benchmark (bench/apiserver) runs it beside beam-webhook as the limit for any webhook on this stack.
+    #[arg(long, env = "BEAM_WEBHOOK_NOOP_PATCH_BYTES")]
+    noop_patch_bytes: Option<usize>,
     /// Log format: one JSON object per line, or text for a terminal.
     #[arg(long, env = "BEAM_WEBHOOK_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -254,14 +259,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         reload_interval: args.tls_reload_interval,
         drain_timeout: args.drain_timeout,
         policy_reload_interval: args.policy_reload_interval,
+        noop_patch_bytes: args.noop_patch_bytes,
     };
-    let (admission, source) = admission_with_policies(config, args.policies.as_deref(), args.cluster)?;
+    // The no-op admission (benchmarks) reads no policies and watches nothing: only the server stack is measured.
+    let (policies, watch_cluster) = match args.noop_patch_bytes {
+        Some(patch_bytes) => {
+            tracing::warn!(
+                patch_bytes,
+                "serving the no-op admission (benchmarks only): no defaults, rules or policies"
+            );
+            (None, false)
+        }
+        None => (args.policies.as_deref(), args.cluster),
+    };
+    let (admission, source) = admission_with_policies(config, policies, watch_cluster)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async {
-        let client = if args.cluster || self_managed.is_some() {
+        let client = if watch_cluster || self_managed.is_some() {
             let client = kube::Client::try_default()
                 .await
                 .map_err(|error| format!("cannot reach the API server (--cluster, --self-managed-certs): {error}"))?;
@@ -279,7 +296,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             );
             tokio::spawn(controller.run(client.clone()));
         }
-        let cluster = match (args.cluster, admission.engine(), client) {
+        let cluster = match (watch_cluster, admission.engine(), client) {
             (true, Some(engine), Some(client)) => Some(webhook::cluster::start(client, Arc::clone(engine))),
             _ => None,
         };

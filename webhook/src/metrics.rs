@@ -69,6 +69,7 @@ pub struct Metrics {
     registry: Registry,
     admissions: Family<AdmissionLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
+    requests: Family<EndpointLabels, Histogram>,
     patches: Family<KindLabels, Counter>,
     denials: Family<RuleLabels, Counter>,
     bad_requests: Family<ReasonLabels, Counter>,
@@ -103,6 +104,15 @@ impl Metrics {
             "admission_duration_seconds",
             "Time to answer an admission review, from body received to answer encoded",
             latency.clone(),
+        );
+        let requests = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BUCKETS.iter().copied())
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer an admission request, from its headers to the answer: reading the body, the review, \
+             the log line and the metrics (not TLS, nor writing the answer to the socket)",
+            requests.clone(),
         );
         let patches = Family::<KindLabels, Counter>::default();
         registry.register(
@@ -170,6 +180,7 @@ impl Metrics {
             registry,
             admissions,
             latency,
+            requests,
             patches,
             denials,
             bad_requests,
@@ -210,6 +221,15 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// One admission request's whole time in the server (`request_duration_seconds`).
+    pub fn record_request(&self, endpoint: Endpoint, elapsed: Duration) {
+        self.requests
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn record_admission(&self, endpoint: Endpoint, record: &Record, elapsed: Duration) {

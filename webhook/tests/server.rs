@@ -55,6 +55,7 @@ fn options(dir: &Path, client_ca: Option<PathBuf>) -> ServeOptions {
         reload_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_secs(5),
         policy_reload_interval: Duration::from_millis(50),
+        noop_patch_bytes: None,
     }
 }
 
@@ -141,8 +142,53 @@ async fn runner_crs_come_back_patched_over_tls() {
         metrics.contains("beamstack_webhook_admission_duration_seconds_bucket"),
         "{metrics}"
     );
+    // Every admission request's whole time in the server, body and answer included: four to /mutate.
+    assert!(
+        metrics.contains("beamstack_webhook_request_duration_seconds_count{endpoint=\"mutate\"} 4"),
+        "{metrics}"
+    );
     assert!(http_get(&format!("{admin}/readyz")).await.contains("\"ready\":true"));
     assert_eq!(http_get(&format!("{admin}/healthz")).await, "ok\n");
+    server.shutdown().await;
+}
+
+/// `--noop-patch-bytes` (the API-server benchmark's no-op webhook) answers through the same server: allowed, on
+/// /mutate a patch of the asked length that leaves the object as it was, bad bodies refused as always.
+#[tokio::test]
+async fn the_noop_admission_allows_with_a_patch_that_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle();
+    project_secret(dir.path(), 1, &bundle);
+    let options = ServeOptions {
+        noop_patch_bytes: Some(700),
+        ..options(dir.path(), None)
+    };
+    let server = Server::start(&options, Admission::new(Config::default()), None, None)
+        .await
+        .unwrap();
+    let client = Client::new(&[&bundle.ca_cert], None);
+    let object = fixture("flink-pipeline");
+    let (status, body) = client
+        .post_json(server.admission_address, "/mutate", &review("CREATE", &object, None))
+        .await
+        .unwrap();
+    assert_eq!((status, &body["response"]["allowed"]), (200, &json!(true)));
+    let patch = patch_of(&body["response"]);
+    assert_eq!(serde_json::to_string(&patch).unwrap().len(), 700);
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    assert_eq!(patched, object);
+    let (status, body) = client
+        .post_json(server.admission_address, "/validate", &review("CREATE", &object, None))
+        .await
+        .unwrap();
+    assert_eq!((status, &body["response"]["allowed"]), (200, &json!(true)));
+    assert_eq!(body["response"]["patch"], Value::Null);
+    let refused = client
+        .request(server.admission_address, "POST", "/mutate", b"{".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 400);
     server.shutdown().await;
 }
 

@@ -8,6 +8,7 @@
 //! CEL policies (`policy::engine`) run beside the built-in rules: their mutations before the built-in defaults on
 //! /mutate, their validations after the built-in rules on /validate, all violations in one denial.
 
+pub mod noop;
 pub mod review;
 
 use crate::config::Config;
@@ -87,6 +88,7 @@ impl Record {
     }
 }
 
+#[derive(Debug)]
 pub struct Outcome {
     pub review: AdmissionReviewResponse,
     pub record: Record,

@@ -201,6 +201,7 @@ fn webhook(
         reload_interval: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(5),
         policy_reload_interval: Duration::from_secs(1),
+        noop_patch_bytes: None,
     };
     let runtime = runtime();
     runtime.block_on(async {

@@ -14,7 +14,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use beamstack::admission::{Admission, Endpoint};
+use beamstack::admission::noop::NoopAdmission;
+use beamstack::admission::{Admission, Endpoint, Outcome};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// What every request handler shares.
 pub struct AppState {
     pub admission: Admission,
+    /// Benchmarks only (`--noop-patch-bytes`): answer with the no-op admission instead of `admission`.
+    pub noop: Option<NoopAdmission>,
     pub metrics: Arc<Metrics>,
     /// False until the listeners are up, and again once shutdown has begun (so the Service stops routing to us).
     pub ready: AtomicBool,
@@ -47,6 +50,7 @@ impl AppState {
     pub fn new(admission: Admission) -> Arc<Self> {
         Arc::new(Self {
             admission,
+            noop: None,
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(true),
             certificates: None,
@@ -90,8 +94,19 @@ async fn deadline(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let started = Instant::now();
+    let endpoint = match request.uri().path() {
+        "/mutate" => Some(Endpoint::Mutate),
+        "/validate" => Some(Endpoint::Validate),
+        _ => None,
+    };
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
+        Ok(response) => {
+            if let Some(endpoint) = endpoint {
+                state.metrics.record_request(endpoint, started.elapsed());
+            }
+            response
+        }
         Err(_) => {
             state.metrics.record_bad_request("timeout");
             tracing::warn!("admission request not complete after {REQUEST_TIMEOUT:?}: a slow client");
@@ -139,7 +154,7 @@ fn handle(state: &AppState, endpoint: Endpoint, body: Result<Bytes, BytesRejecti
             return error_response(status, reason, &message);
         }
     };
-    match state.admission.review(endpoint, &body) {
+    match review(state, endpoint, &body) {
         Ok(outcome) => {
             let elapsed = started.elapsed();
             state.metrics.record_admission(endpoint, &outcome.record, elapsed);
@@ -164,6 +179,13 @@ fn handle(state: &AppState, endpoint: Endpoint, body: Result<Bytes, BytesRejecti
             tracing::warn!(endpoint = endpoint.as_str(), reason = bad.reason, message = %bad.message, "bad admission request");
             error_response(StatusCode::BAD_REQUEST, bad.reason, &bad.message)
         }
+    }
+}
+
+fn review(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, beamstack::admission::BadRequest> {
+    match &state.noop {
+        Some(noop) => noop.review(endpoint, body),
+        None => state.admission.review(endpoint, body),
     }
 }
 
@@ -288,6 +310,8 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// How often the policy folder (if any) is checked for changes.
     pub policy_reload_interval: Duration,
+    /// Benchmarks only: serve the no-op admission, its /mutate patch this many bytes long.
+    pub noop_patch_bytes: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +349,7 @@ impl Server {
         let tls_config = tls::server_config(Arc::clone(&store), options.client_ca.as_deref())?;
         let state = Arc::new(AppState {
             admission,
+            noop: options.noop_patch_bytes.map(NoopAdmission::new),
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
             certificates: Some(Arc::clone(&store)),
