@@ -69,7 +69,7 @@ pub struct Metrics {
     registry: Registry,
     admissions: Family<AdmissionLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
-    requests: Family<EndpointLabels, Histogram>,
+    handling: Family<EndpointLabels, Histogram>,
     patches: Family<KindLabels, Counter>,
     denials: Family<RuleLabels, Counter>,
     bad_requests: Family<ReasonLabels, Counter>,
@@ -105,14 +105,14 @@ impl Metrics {
             "Time to answer an admission review, from body received to answer encoded",
             latency.clone(),
         );
-        let requests = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+        let handling = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(LATENCY_BUCKETS.iter().copied())
         });
         registry.register(
-            "request_duration_seconds",
-            "Time to answer an admission request, from its headers to the answer: reading the body, the review, \
-             the log line and the metrics (not TLS, nor writing the answer to the socket)",
-            requests.clone(),
+            "handling_duration_seconds",
+            "Time to handle an admission request, from its body received to its answer ready: the review, the \
+             metrics and encoding the answer (not TLS, the socket, nor the log line, written after the answer)",
+            handling.clone(),
         );
         let patches = Family::<KindLabels, Counter>::default();
         registry.register(
@@ -180,7 +180,7 @@ impl Metrics {
             registry,
             admissions,
             latency,
-            requests,
+            handling,
             patches,
             denials,
             bad_requests,
@@ -223,9 +223,9 @@ impl Metrics {
         }
     }
 
-    /// One admission request's whole time in the server (`request_duration_seconds`).
-    pub fn record_request(&self, endpoint: Endpoint, elapsed: Duration) {
-        self.requests
+    /// One admission request's handling time (`handling_duration_seconds`).
+    pub fn record_handling(&self, endpoint: Endpoint, elapsed: Duration) {
+        self.handling
             .get_or_create(&EndpointLabels {
                 endpoint: endpoint.as_str(),
             })
