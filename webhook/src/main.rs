@@ -247,8 +247,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    // Kept to the end of serve: dropping it writes out the log lines still queued.
-    let _log_lines = telemetry::init(args.log_format, &args.log_level)?;
+    telemetry::init(args.log_format, &args.log_level)?;
     let config = load_config(args.config.as_ref())?;
     let self_managed = args.self_managed.controller(&args)?;
     let options = ServeOptions {
