@@ -138,6 +138,28 @@ def apiserver_section(s, summary, api):
             s(f"| {label} /{endpoint} | {ms(key + '.apiserver_call', 3)} | {ms(key + '.server_handling', 3)} | "
               f"{ms(key + '.server_review', 3)} | {'n/a' if outside is None else f'{outside:.3f} ms'} |")
     s("")
+    probe = api.get("pace_probe") or {}
+    if probe:
+        s("The review itself, on the same pod with the same bodies sent straight to it over one keep-alive connection:")
+        s("back to back (the next request as soon as the answer arrives), then one request every 4 ms (the pace of the")
+        s("creates above, one at a time). Means from the pod's metrics; the round trip at the client, p50.")
+        s("")
+        s("| pace | /mutate review | /mutate handling | /mutate round trip | /validate review | /validate handling "
+          "| /validate round trip |")
+        s("|---|---:|---:|---:|---:|---:|---:|")
+        for pace, label in ((0, "back to back"), (4, "one every 4 ms")):
+            cells = []
+            for endpoint in ("mutate", "validate"):
+                row = probe.get(f"{endpoint}.pace_{pace}ms", {})
+                cells += [f"{row.get('review_ms', float('nan')) * 1000:.0f} µs",
+                          f"{row.get('handling_ms', float('nan')) * 1000:.0f} µs",
+                          f"{row.get('client_p50_ms', float('nan')):.2f} ms"]
+            s(f"| {label} | " + " | ".join(cells) + " |")
+        s("")
+        s("Back to back the pod's review takes what the in-process benchmarks measure; at the API server's pace the")
+        s("same code on the same body is slower because the core idles or runs other processes between requests")
+        s("(bench/NOTES.md).")
+        s("")
     bursts = api.get("burst") or {}
     if bursts:
         s("A burst: creates from concurrent clients, each on its own connection, into one namespace; then again with one")

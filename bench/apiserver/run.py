@@ -378,6 +378,60 @@ def wait_for_two_webhook_pods():
     sys.exit("beam-webhook did not come back to two pods")
 
 
+# ---- The same pod, paced and back to back -----------------------------------------------------------------------
+
+def review_body(obj, namespace, uid):
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "flink.apache.org", "version": "v1beta1", "kind": "FlinkDeployment"},
+        "resource": {"group": "flink.apache.org", "version": "v1beta1", "resource": "flinkdeployments"},
+        "name": obj["metadata"]["name"], "namespace": namespace, "operation": "CREATE",
+        "userInfo": {"username": "bench"}, "object": dict(obj, metadata=dict(obj["metadata"], namespace=namespace)),
+        "dryRun": False}})
+
+
+def pace_probe(plain, stored, namespace, requests=300):
+    """Reviews sent straight to one beam-webhook pod over one keep-alive connection, back to back and one every
+    4 ms (the API server's pace when creates come one at a time): the pod's own review and handling means, and the
+    round trip at the client. The same code, the same body: what differs is whether the core stayed busy."""
+    pod = next(p for p in kubectl_json("get", "pods", "-A", "-l", WEBHOOK_LABEL)["items"]
+               if p["metadata"].get("deletionTimestamp") is None)
+    ip, pod_namespace = pod["status"]["podIP"], pod["metadata"]["namespace"]
+    secret = kubectl_json("-n", pod_namespace, "get", "secret", "beam-webhook-tls")
+    context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
+    context.check_hostname = False  # the certificate names the Service; the probe dials one pod's address
+    bodies = {"mutate": review_body(plain, namespace, "probe"), "validate": review_body(stored, namespace, "probe")}
+    metric_of = lambda text, family, endpoint: sum_and_count(text, family, endpoint=endpoint)
+
+    def pod_text():
+        with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as answer:
+            return answer.read().decode()
+
+    result = {}
+    for pace_ms in (0, 4):
+        for endpoint, body in bodies.items():
+            conn = http.client.HTTPSConnection(ip, 9443, context=context)
+            send = lambda: (conn.request("POST", f"/{endpoint}", body=body,
+                                         headers={"Content-Type": "application/json"}),
+                            conn.getresponse().read())
+            for _ in range(20):
+                send()
+            before, latencies = pod_text(), []
+            for _ in range(requests):
+                started = time.perf_counter()
+                send()
+                latencies.append((time.perf_counter() - started) * 1000)
+                if pace_ms:
+                    time.sleep(pace_ms / 1000)
+            after = pod_text()
+            conn.close()
+            row = {"client_p50_ms": percentile(latencies, 0.5)}
+            for metric, key in (("handling", "handling_ms"), ("admission", "review_ms")):
+                family = f"beamstack_webhook_{metric}_duration_seconds"
+                row[key] = mean_ms(metric_of(before, family, endpoint), metric_of(after, family, endpoint))["mean_ms"]
+            result[f"{endpoint}.pace_{pace_ms}ms"] = row
+    return result
+
+
 # ---- Summary ---------------------------------------------------------------------------------------------------
 
 def spread(values):
@@ -438,6 +492,7 @@ def main():
             refused["spec"] = {key: value for key, value in bodies["vap"]["spec"].items() if key != "serviceAccount"}
             denied = kubectl("create", "-n", namespaces["vap"], "-f", "-", stdin=json.dumps(refused), check=False)
             assert denied.returncode != 0 and "beamstack-bench-equivalent" in denied.stderr, denied.stderr
+        probe = pace_probe(plain, bodies["none"], namespaces["webhook"])
         bursts = {}
         if args.burst:
             bursts["none"] = burst(namespaces["none"], bodies["none"], args.burst, args.clients)
@@ -453,6 +508,7 @@ def main():
     summary = summarize(runs)
     summary["noop_patch_bytes"] = patch_bytes
     summary["burst"] = bursts
+    summary["pace_probe"] = probe
     summary["creates_per_namespace_per_run"] = args.creates
     summary["runs"] = args.runs
     print(json.dumps(summary, indent=2))
