@@ -156,9 +156,8 @@ def apiserver_section(s, summary, api):
                           f"{row.get('client_p50_ms', float('nan')):.2f} ms"]
             s(f"| {label} | " + " | ".join(cells) + " |")
         s("")
-        s("Back to back the pod's review takes what the in-process benchmarks measure; at the API server's pace the")
-        s("same code on the same body is slower because the core idles or runs other processes between requests")
-        s("(bench/NOTES.md).")
+        s("The same code on the same body is slower at the API server's pace than back to back: between requests the")
+        s("core idles or runs other processes (bench/NOTES.md; the in-process review, `bench-policy`, is in section 3).")
         s("")
     bursts = api.get("burst") or {}
     if bursts:
