@@ -163,12 +163,14 @@ def apiserver_section(s, summary, api):
     if bursts:
         s("A burst: creates from concurrent clients, each on its own connection, into one namespace; then again with one")
         s("beam-webhook pod deleted midway (`kubectl delete pod`, as a rollout or a node drain does: its preStop sleep,")
-        s("then the drain).")
+        s("then the drain), and with one pod's process killed midway (SIGKILL, as a crash or the OOM killer does: no")
+        s("drain; the kubelet restarts the container).")
         s("")
         s("| burst | creates | clients | failed | p50 | p99 | creates/s |")
         s("|---|---:|---:|---:|---:|---:|---:|")
         labels = {"none": "no admission", "webhook": "beam-webhook, both pods",
-                  "webhook_pod_deleted": "beam-webhook, a pod deleted"}
+                  "webhook_pod_deleted": "beam-webhook, a pod deleted",
+                  "webhook_process_killed": "beam-webhook, a pod's process killed (SIGKILL)"}
         for key, label in labels.items():
             b = bursts.get(key)
             if not b:
@@ -197,11 +199,11 @@ def apiserver_section(s, summary, api):
                             ms(f"split.webhook.{endpoint}.server_handling", 3),
                             f"{ms(f'split.webhook.{endpoint}.server_review', 3)} review", fmt(r, 2), "≤ 1.5",
                             verdict(r[0] <= 1.5)))
-    for key in ("webhook", "webhook_pod_deleted"):
+    for key, what in (("webhook", "both pods"), ("webhook_pod_deleted", "a pod deleted"),
+                      ("webhook_process_killed", "a pod's process killed")):
         b = bursts.get(key)
         if b:
-            summary.append((f"4. burst of {b['creates']} creates from {b['clients']} clients, "
-                            + ("a pod deleted" if b.get("deleted") else "both pods"),
+            summary.append((f"4. burst of {b['creates']} creates from {b['clients']} clients, {what}",
                             f"{b['failed']} failed", f"p50 {b.get('p50', 0):.0f} ms, p99 {b.get('p99', 0):.0f} ms",
                             "", "0 failed", verdict(b["failed"] == 0)))
 

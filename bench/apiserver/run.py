@@ -19,7 +19,8 @@ the review within it)
 are read, so the time a create gains is split into the calls and the rest.
 
 Then a burst: creates from many concurrent clients (each its own connection) through beam-webhook with both pods,
-and again with one pod deleted in the middle (as a rollout or a node drain does): failures, p50/p99, throughput.
+again with one pod deleted in the middle (as a rollout or a node drain does), and again with one pod's process
+killed (SIGKILL, as a crash does): failures, p50/p99, throughput.
 
 Prints one JSON document. Python's standard library only.
 
@@ -313,9 +314,9 @@ def run_once(namespaces, creates, bodies):
 
 # ---- The burst -------------------------------------------------------------------------------------------------
 
-def burst(namespace, body, total, clients, delete_pod_at=None):
-    """`total` creates from `clients` threads, each on its own connection. With `delete_pod_at`, one beam-webhook
-    pod is deleted (graceful: preStop, drain) once that many creates have completed."""
+def burst(namespace, body, total, clients, disrupt_at=None, disrupt=None):
+    """`total` creates from `clients` threads, each on its own connection. With `disrupt_at`, `disrupt(pod)` is
+    called on one beam-webhook pod once that many creates have completed."""
     latencies, failures, lock = [], [], threading.Lock()
     counter = iter(range(total))
     done_count = [0]
@@ -341,15 +342,15 @@ def burst(namespace, body, total, clients, delete_pod_at=None):
                     failures.append(f"{status}: {answer[:300].decode(errors='replace')}")
 
     def deleter():
-        while done_count[0] < delete_pod_at:
+        while done_count[0] < disrupt_at:
             time.sleep(0.005)
         pod = kubectl_json("get", "pods", "-A", "-l", WEBHOOK_LABEL)["items"][0]
         deleted["pod"] = pod["metadata"]["name"]
         deleted["after_creates"] = done_count[0]
-        kubectl("-n", pod["metadata"]["namespace"], "delete", "pod", pod["metadata"]["name"], "--wait=false")
+        disrupt(pod)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    if delete_pod_at is not None:
+    if disrupt_at is not None:
         threads.append(threading.Thread(target=deleter))
     started = time.perf_counter()
     for thread in threads:
@@ -366,13 +367,36 @@ def burst(namespace, body, total, clients, delete_pod_at=None):
     return result
 
 
+def delete_pod(pod):
+    """As a rollout or a node drain does: the pod's preStop sleep, then SIGTERM and the drain."""
+    kubectl("-n", pod["metadata"]["namespace"], "delete", "pod", pod["metadata"]["name"], "--wait=false")
+
+
+def kill_pod_process(pod):
+    """SIGKILL to the pod's beam-webhook process (its pods run on this machine): no preStop, no drain, as when the
+    process crashes or the node's OOM killer takes it. The kubelet restarts the container in the same pod."""
+    uid = pod["metadata"]["uid"]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            comm = open(f"/proc/{pid}/comm").read().strip()
+            cgroup = open(f"/proc/{pid}/cgroup").read()
+        except OSError:
+            continue
+        if comm == "beam-webhook" and (uid in cgroup or uid.replace("-", "_") in cgroup):
+            os.kill(int(pid), 9)
+            return
+    sys.exit(f"no beam-webhook process found for pod {pod['metadata']['name']}")
+
+
 def wait_for_two_webhook_pods():
     deployment = kubectl_json("get", "deployments", "-A", "-l", WEBHOOK_LABEL)["items"][0]
     kubectl("-n", deployment["metadata"]["namespace"], "rollout", "status",
             f"deployment/{deployment['metadata']['name']}", "--timeout=180s")
     for _ in range(120):  # the deleted pod is gone from the list, and its replacement Ready
         pods = kubectl_json("get", "pods", "-A", "-l", WEBHOOK_LABEL)["items"]
-        if len(pods) == 2 and all(p["metadata"].get("deletionTimestamp") is None for p in pods):
+        if len(pods) == 2 and all(p["metadata"].get("deletionTimestamp") is None
+                                  and all(c.get("ready") for c in p["status"].get("containerStatuses", [{}]))
+                                  for p in pods):
             return
         time.sleep(1)
     sys.exit("beam-webhook did not come back to two pods")
@@ -498,7 +522,11 @@ def main():
             bursts["none"] = burst(namespaces["none"], bodies["none"], args.burst, args.clients)
             bursts["webhook"] = burst(namespaces["webhook"], bodies["webhook"], args.burst, args.clients)
             bursts["webhook_pod_deleted"] = burst(namespaces["webhook"], bodies["webhook"], args.burst, args.clients,
-                                                  delete_pod_at=args.burst // 3)
+                                                  disrupt_at=args.burst // 3, disrupt=delete_pod)
+            wait_for_two_webhook_pods()
+            bursts["webhook_process_killed"] = burst(namespaces["webhook"], bodies["webhook"], args.burst,
+                                                     args.clients, disrupt_at=args.burst // 3,
+                                                     disrupt=kill_pod_process)
             wait_for_two_webhook_pods()
     finally:
         if noop_namespace:
