@@ -180,7 +180,9 @@ def apiserver_section(s, summary, api):
             s(f"| {label} | {b['creates']} | {b['clients']} | {b['failed']} | {b.get('p50', float('nan')):.1f} ms "
               f"| {b.get('p99', float('nan')):.1f} ms | {b['per_second']:.0f} |")
             for failure in b.get("failures", []):
-                s(f"|   {failure[:150]} | | | | | | |")
+                # The API server's Status names the webhook, then the cause: keep the cause.
+                cause = failure.split("failed to call webhook: ")[-1].replace("\\u003e", ">").replace('\\"', '"')
+                s(f"| &nbsp;&nbsp;{cause[:160]} | | | | | | |")
         s("")
     for stat in ("p50", "p99"):
         r = ratio(f"webhook_over_noop.adds.{stat}")

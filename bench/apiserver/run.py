@@ -339,7 +339,10 @@ def burst(namespace, body, total, clients, disrupt_at=None, disrupt=None):
                 if status == 201:
                     latencies.append(elapsed * 1000)
                 else:
-                    failures.append(f"{status}: {answer[:300].decode(errors='replace')}")
+                    try:  # the API server's Status: its message names the webhook and the cause
+                        failures.append(f"{status}: {json.loads(answer)['message']}")
+                    except (ValueError, KeyError, TypeError):
+                        failures.append(f"{status}: {answer[:300].decode(errors='replace')}")
 
     def deleter():
         while done_count[0] < disrupt_at:
