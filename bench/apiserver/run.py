@@ -147,14 +147,13 @@ def split(before, after):
         for endpoint, name in calls.items():
             row = {"apiserver_call": mean_ms(sum_and_count(before["apiserver"], family, name=name),
                                              sum_and_count(after["apiserver"], family, name=name))}
+            pods = [pod for pod in after[case] if pod in before[case]]  # a pod replaced midway is left out
             for metric, key in (("handling", "server_handling"), ("admission", "server_review")):
                 family_ours = f"beamstack_webhook_{metric}_duration_seconds"
-                pods = [pod for pod in after[case] if pod in before[case]]  # a pod replaced midway is left out
+                # sum_and_count adds over every matching series: the pods' texts together give the Deployment's.
                 row[key] = mean_ms(
-                    {part: sum(sum_and_count(before[case][pod], family_ours, endpoint=endpoint)[part] for pod in pods)
-                     for part in ("sum", "count")},
-                    {part: sum(sum_and_count(after[case][pod], family_ours, endpoint=endpoint)[part] for pod in pods)
-                     for part in ("sum", "count")})
+                    sum_and_count("\n".join(before[case][pod] for pod in pods), family_ours, endpoint=endpoint),
+                    sum_and_count("\n".join(after[case][pod] for pod in pods), family_ours, endpoint=endpoint))
             result[f"{case}.{endpoint}"] = row
     # No such figure for the VAP: apiserver_validating_admission_policy_check_duration_seconds counts only denials
     # (Kubernetes 1.34), and the ValidatingAdmissionPolicy plugin's own duration covers every create in the cluster.
@@ -427,7 +426,6 @@ def pace_probe(plain, stored, namespace, requests=300):
     context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["ca.crt"]).decode())
     context.check_hostname = False  # the certificate names the Service; the probe dials one pod's address
     bodies = {"mutate": review_body(plain, namespace, "probe"), "validate": review_body(stored, namespace, "probe")}
-    metric_of = lambda text, family, endpoint: sum_and_count(text, family, endpoint=endpoint)
 
     def pod_text():
         with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as answer:
@@ -454,7 +452,8 @@ def pace_probe(plain, stored, namespace, requests=300):
             row = {"client_p50_ms": percentile(latencies, 0.5)}
             for metric, key in (("handling", "handling_ms"), ("admission", "review_ms")):
                 family = f"beamstack_webhook_{metric}_duration_seconds"
-                row[key] = mean_ms(metric_of(before, family, endpoint), metric_of(after, family, endpoint))["mean_ms"]
+                row[key] = mean_ms(sum_and_count(before, family, endpoint=endpoint),
+                                   sum_and_count(after, family, endpoint=endpoint))["mean_ms"]
             result[f"{endpoint}.pace_{pace_ms}ms"] = row
     return result
 

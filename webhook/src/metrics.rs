@@ -102,7 +102,7 @@ impl Metrics {
         });
         registry.register(
             "admission_duration_seconds",
-            "Time to answer an admission review, from body received to answer encoded",
+            "Time to review an admission request, from its body received to its answer decided (before encoding)",
             latency.clone(),
         );
         let handling = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {

@@ -648,8 +648,8 @@ fn prometheus_query(expr: &str) -> Value {
 }
 
 /// Scenario (monitoring): a real Prometheus scrapes the webhook; every panel query of the shipped Grafana dashboard
-/// returns data from it; `kubectl beam status` reads the pipeline's figures from it (scripts/flink-reporter-standin.py plays Flink's
-/// reporter) with the Prometheus URL from the chart's plugin defaults.
+/// returns data from it; `kubectl beam status` reads the pipeline's figures from it
+/// (scripts/flink-reporter-standin.py plays Flink's reporter) with the Prometheus URL from the chart's plugin defaults.
 #[test]
 fn prometheus_answers_every_dashboard_panel_and_status_reads_it() {
     require_cluster!();

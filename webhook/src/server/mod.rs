@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use beamstack::admission::noop::NoopAdmission;
-use beamstack::admission::{Admission, Endpoint, Outcome};
+use beamstack::admission::{Admission, BadRequest, Endpoint, Outcome, Record};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,7 +164,7 @@ fn handle(state: &AppState, endpoint: Endpoint, body: Result<Bytes, BytesRejecti
     }
 }
 
-fn log_admission(endpoint: Endpoint, record: &beamstack::admission::Record, reviewed: Duration) {
+fn log_admission(endpoint: Endpoint, record: &Record, reviewed: Duration) {
     tracing::info!(
         endpoint = endpoint.as_str(),
         uid = %record.uid,
@@ -180,7 +180,8 @@ fn log_admission(endpoint: Endpoint, record: &beamstack::admission::Record, revi
     );
 }
 
-fn review(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, beamstack::admission::BadRequest> {
+/// The real admission, or the no-op one the API-server benchmark compares it with.
+fn review(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Outcome, BadRequest> {
     match &state.noop {
         Some(noop) => noop.review(endpoint, body),
         None => state.admission.review(endpoint, body),
