@@ -49,6 +49,20 @@ fn delete_and_wait_for_pods_to_go(name: &str) {
     wait_for_pods_to_go(name);
 }
 
+/// Polls `done` every two seconds until it holds or `within` has passed; whether it held.
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 fn wait_for_pods_to_go(app: &str) {
     wait_for(&format!("the pods of {app} to go"), Duration::from_secs(180), || {
         pods(NAMESPACE, &format!("app={app}")).is_empty().then_some(())
@@ -514,14 +528,16 @@ fn a_streaming_pipeline_reports_prometheus_metrics_and_delete_cancels_it() {
         table.stdout
     );
     // The ticks LogForTesting logged: Python's log records travel over Beam's Fn API logging service into the
-    // TaskManager's log (the worker pool's own output has only its start and crashes).
-    let task_manager = beam(&["logs", &name, "-n", NAMESPACE, "--role", "taskmanager", "--tail", "200"]);
-    assert!(
-        task_manager.stdout.contains("{\"second\": "),
-        "logs --role taskmanager:\n{}\n{}",
-        task_manager.stdout,
-        task_manager.stderr
-    );
+    // TaskManager's log (the worker pool's own output has only its start and crashes). Waited for: the first record
+    // can reach Prometheus before its log line reaches the TaskManager's log (a CI run read the tail a moment early
+    // and found only the tasks' start-up lines).
+    let mut last_logs = String::new();
+    let found = wait_until(Duration::from_secs(120), || {
+        let task_manager = beam(&["logs", &name, "-n", NAMESPACE, "--role", "taskmanager", "--tail", "200"]);
+        last_logs = format!("{}\n{}", task_manager.stdout, task_manager.stderr);
+        task_manager.stdout.contains("{\"second\": ")
+    });
+    assert!(found, "logs --role taskmanager after 120 s:\n{last_logs}");
 
     let deleted = beam(&["delete", &name, "-n", NAMESPACE, "--wait"]);
     assert!(deleted.ok, "{}\n{}", deleted.stdout, deleted.stderr);
