@@ -187,6 +187,43 @@ pub struct HarnessConfig {
     pub artifact_volume: String,
     /// Where that volume is mounted in both containers.
     pub artifact_mount_path: String,
+    /// The Java worker pool, injected beside the Python one when a pipeline uses Java-backed transforms.
+    pub java: JavaHarnessConfig,
+}
+
+/// The Java worker pool (images/beam-java-transforms, role `worker-pool`): it runs the stages of Java-backed
+/// transforms (JDBC, Kafka) that the expansion service pointed at `localhost:<port>`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct JavaHarnessConfig {
+    /// The image is `<imageRepository>:<beam version>`, unless the object's beamstack.dev/java-image names one.
+    pub image_repository: String,
+    /// Name of the injected container.
+    pub container_name: String,
+    /// Port the pool listens on (the expansion service's EXTERNAL environment names `localhost:<port>`).
+    pub port: i32,
+    /// Resources of the container when it has none of its own. The workers run in the pool's JVM, so its memory is
+    /// the Java stages' memory.
+    pub resources: ResourceRequirements,
+}
+
+impl Default for JavaHarnessConfig {
+    fn default() -> Self {
+        let quantity = |text: &str| Quantity(text.to_owned());
+        Self {
+            image_repository: crate::contract::JAVA_IMAGE_REPOSITORY.into(),
+            container_name: crate::contract::JAVA_POOL_CONTAINER.into(),
+            port: crate::contract::JAVA_POOL_PORT.into(),
+            resources: ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_owned(), quantity("500m")),
+                    ("memory".to_owned(), quantity("1Gi")),
+                ])),
+                limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 impl Default for HarnessConfig {
@@ -208,6 +245,7 @@ impl Default for HarnessConfig {
             },
             artifact_volume: "beam-artifact-staging".into(),
             artifact_mount_path: "/tmp/beam-artifact-staging".into(),
+            java: JavaHarnessConfig::default(),
         }
     }
 }
@@ -317,22 +355,41 @@ impl Config {
         if !harness.artifact_mount_path.starts_with('/') {
             return Err(invalid("harness.artifactMountPath", "must be an absolute path"));
         }
-        for (role, amounts) in [
-            ("requests", &harness.resources.requests),
-            ("limits", &harness.resources.limits),
-        ] {
-            for (name, amount) in amounts.iter().flatten() {
-                let parsed = match name.as_str() {
-                    "cpu" => units::quantity_millicores(&amount.0).map(|_| ()),
-                    _ => units::quantity_bytes(&amount.0).map(|_| ()),
-                };
-                if let Err(error) = parsed {
-                    return Err(invalid(&format!("harness.resources.{role}.{name}"), error.to_string()));
-                }
+        check_resources("harness.resources", &harness.resources)?;
+        let java = &harness.java;
+        if !(1..=65535).contains(&java.port) || java.port == harness.port {
+            return Err(invalid(
+                "harness.java.port",
+                "must be a port number between 1 and 65535, other than harness.port",
+            ));
+        }
+        if java.container_name.is_empty() || java.container_name == harness.container_name {
+            return Err(invalid(
+                "harness.java.containerName",
+                "must not be empty nor the Python worker pool's name",
+            ));
+        }
+        if java.image_repository.trim().is_empty() || java.image_repository.contains(char::is_whitespace) {
+            return Err(invalid("harness.java.imageRepository", "must be an image repository"));
+        }
+        check_resources("harness.java.resources", &java.resources)
+    }
+}
+
+/// Every amount of a container's resources reads as Kubernetes reads it; `key` names the block in errors.
+fn check_resources(key: &str, resources: &ResourceRequirements) -> Result<(), ConfigError> {
+    for (role, amounts) in [("requests", &resources.requests), ("limits", &resources.limits)] {
+        for (name, amount) in amounts.iter().flatten() {
+            let parsed = match name.as_str() {
+                "cpu" => units::quantity_millicores(&amount.0).map(|_| ()),
+                _ => units::quantity_bytes(&amount.0).map(|_| ()),
+            };
+            if let Err(error) = parsed {
+                return Err(invalid(&format!("{key}.{role}.{name}"), error.to_string()));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -407,6 +464,15 @@ validation:
             ("harness:\n  beamVersion: latest\n", "harness.beamVersion"),
             ("harness:\n  pythonVersion: \"3\"\n", "harness.pythonVersion"),
             ("harness:\n  port: 0\n", "harness.port"),
+            ("harness:\n  java: {port: 50000}\n", "harness.java.port"),
+            (
+                "harness:\n  java: {containerName: beam-worker-pool}\n",
+                "harness.java.containerName",
+            ),
+            (
+                "harness:\n  java: {resources: {limits: {cpu: lots}}}\n",
+                "harness.java.resources.limits.cpu",
+            ),
             (
                 "harness:\n  resources: {requests: {memory: plenty}}\n",
                 "harness.resources.requests.memory",

@@ -22,6 +22,12 @@ pub const ANNOTATION_BEAM_VERSION: &str = "beamstack.dev/beam-version";
 pub const ANNOTATION_PYTHON_VERSION: &str = "beamstack.dev/python-version";
 /// An explicit worker-pool image, instead of Beam's SDK image for the two versions above.
 pub const ANNOTATION_HARNESS_IMAGE: &str = "beamstack.dev/harness-image";
+/// The pipeline's Java-backed transform types (`ReadFromPostgres,WriteToPostgres`): when present, the webhook injects
+/// the Java worker pool beside the Python one, which runs those transforms' stages (Beam's EXTERNAL environment that
+/// the expansion service wrote into them points at `localhost:<JAVA_POOL_PORT>`).
+pub const ANNOTATION_JAVA_TRANSFORMS: &str = "beamstack.dev/java-transforms";
+/// An explicit image for the Java worker pool, instead of Beamstack's Java image for the pipeline's Beam release.
+pub const ANNOTATION_JAVA_IMAGE: &str = "beamstack.dev/java-image";
 /// Which version of Beamstack mutated the object.
 pub const ANNOTATION_MUTATED_BY: &str = "beamstack.dev/mutated-by";
 /// What the last mutation set, so "why is my toleration missing?" has an answer on the object itself.
@@ -46,6 +52,13 @@ pub const SESSION_CLUSTER: &str = "beamstack.dev/session-cluster";
 pub const HARNESS_CONTAINER: &str = "beam-worker-pool";
 /// Where the worker pool listens: Beam's EXTERNAL environment is given `localhost:<port>`.
 pub const HARNESS_PORT: u16 = 50000;
+/// The Java worker-pool container (its default name, `harness.java.containerName` in the webhook's configuration).
+pub const JAVA_POOL_CONTAINER: &str = "beam-java-worker-pool";
+/// Where the Java worker pool listens; the expansion service's EXTERNAL environment is `localhost:<port>`.
+pub const JAVA_POOL_PORT: u16 = 50001;
+/// Beamstack's image for Java-backed transforms (images/beam-java-transforms): the expansion service and the Java
+/// worker pool on one classpath, tagged with the Beam release it holds.
+pub const JAVA_IMAGE_REPOSITORY: &str = "ghcr.io/beamstack/beam-java-transforms";
 /// Flink's main container in a pod template: the operator's name for it, which its merge rules key on.
 pub const FLINK_MAIN_CONTAINER: &str = "flink-main-container";
 
@@ -58,6 +71,11 @@ pub fn python_sdk_image(repository: &str, python_minor: &str, beam_version: &str
         "{}/beam_python{python_minor}_sdk:{beam_version}",
         repository.trim_end_matches('/')
     )
+}
+
+/// Beamstack's Java image for a Beam release: `<repository>:<beam>`.
+pub fn java_image(repository: &str, beam_version: &str) -> String {
+    format!("{}:{beam_version}", repository.trim_end_matches('/'))
 }
 
 /// A runner name Beamstack cannot launch on, with what to use instead.
@@ -144,6 +162,10 @@ mod tests {
         assert_eq!(
             python_sdk_image("apache/", "3.11", "2.77.0"),
             "apache/beam_python3.11_sdk:2.77.0"
+        );
+        assert_eq!(
+            java_image(JAVA_IMAGE_REPOSITORY, "2.62.0"),
+            "ghcr.io/beamstack/beam-java-transforms:2.62.0"
         );
     }
 }

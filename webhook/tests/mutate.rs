@@ -502,3 +502,100 @@ async fn review_fixtures_carry_the_object_fixtures() {
         assert!(response.get("patch").is_some(), "{name}");
     }
 }
+
+/// A pipeline with Java-backed transforms, as `kubectl beam run` annotates it.
+fn with_java_transforms(mut object: Value) -> Value {
+    let annotations = object["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.insert("beamstack.dev/beam-version".into(), json!("2.62.0"));
+    annotations.insert(
+        "beamstack.dev/java-transforms".into(),
+        json!("ReadFromPostgres,WriteToPostgres"),
+    );
+    object
+}
+
+#[tokio::test]
+async fn java_transforms_get_the_java_pool_beside_the_python_one_on_every_taskmanager() {
+    let state = state(Config::default());
+    let (object, _) = mutated(&state, "CREATE", &with_java_transforms(fixture("flink-pipeline"))).await;
+    let pod = &object["spec"]["taskManager"]["podTemplate"]["spec"];
+    assert_eq!(
+        containers(pod),
+        ["flink-main-container", "beam-worker-pool", "beam-java-worker-pool"]
+    );
+    let pool = &pod["containers"][2];
+    assert_eq!(
+        pool["image"], "ghcr.io/beamstack/beam-java-transforms:2.62.0",
+        "the pipeline's Beam release"
+    );
+    assert_eq!(pod["containers"][1]["image"], "apache/beam_python3.11_sdk:2.62.0");
+    assert_eq!(pool["args"], json!(["worker-pool", "50001"]));
+    assert_eq!(
+        pool["ports"],
+        json!([{"name": "java-pool", "containerPort": 50001, "protocol": "TCP"}])
+    );
+    assert_eq!(pool["livenessProbe"]["tcpSocket"]["port"], 50001);
+    assert_eq!(pool["resources"]["limits"]["memory"], "1Gi");
+    assert!(
+        object["metadata"]["annotations"]["beamstack.dev/mutations"]
+            .as_str()
+            .unwrap()
+            .contains("Java harness beam-java-worker-pool (ghcr.io/beamstack/beam-java-transforms:2.62.0)")
+    );
+    assert_valid_against_crd(&object);
+    // A second pass changes nothing.
+    let response = answer(&state, "/mutate", &review("UPDATE", &object, Some(&object))).await;
+    assert!(response.get("patch").is_none(), "{response}");
+}
+
+#[tokio::test]
+async fn the_java_pool_is_reconciled_keeping_what_the_user_set_and_configurable() {
+    let mut config = Config::default();
+    config.harness.java.image_repository = "registry.acme.io/beam/java".into();
+    config.harness.java.port = 50101;
+    let state = state(config);
+    let mut object = with_java_transforms(fixture("flink-pipeline"));
+    object["spec"]["taskManager"]["podTemplate"] = json!({"spec": {"containers": [
+        {"name": "flink-main-container"},
+        {"name": "beam-java-worker-pool", "image": "old:1", "env": [{"name": "JAVA_OPTS", "value": "-Xmx3g"}],
+         "resources": {"limits": {"memory": "4Gi"}}}
+    ]}});
+    let (object, _) = mutated(&state, "CREATE", &object).await;
+    let pod = &object["spec"]["taskManager"]["podTemplate"]["spec"];
+    assert_eq!(
+        containers(pod),
+        ["flink-main-container", "beam-java-worker-pool", "beam-worker-pool"],
+        "merged by name, not duplicated"
+    );
+    let pool = &pod["containers"][1];
+    assert_eq!(
+        pool["image"], "registry.acme.io/beam/java:2.62.0",
+        "Beamstack owns the image"
+    );
+    assert_eq!(pool["args"], json!(["worker-pool", "50101"]));
+    assert_eq!(pool["env"][0]["value"], "-Xmx3g");
+    assert_eq!(
+        pool["resources"],
+        json!({"limits": {"memory": "4Gi"}}),
+        "the user's resources are kept"
+    );
+}
+
+#[tokio::test]
+async fn spark_executors_get_the_java_pool_as_a_sidecar() {
+    let state = state(Config::default());
+    let (object, _) = mutated(&state, "CREATE", &with_java_transforms(fixture("spark-pipeline"))).await;
+    let sidecars: Vec<&str> = object["spec"]["executor"]["sidecars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sidecar| sidecar["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(sidecars, ["beam-worker-pool", "beam-java-worker-pool"]);
+    assert_eq!(
+        object["spec"]["executor"]["sidecars"][1]["image"],
+        "ghcr.io/beamstack/beam-java-transforms:2.62.0"
+    );
+    assert!(object["spec"]["driver"].get("sidecars").is_none());
+    assert_valid_against_crd(&object);
+}

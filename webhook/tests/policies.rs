@@ -502,3 +502,40 @@ fn shipped_policies_and_test_tenants_are_valid_against_our_crds() {
         "spec": {"action": "Block", "validations": [{"message": "no expression"}]}});
     assert_eq!(policy_schema.iter_errors(&bad).count(), 2);
 }
+
+const NO_JAVA_POOL: &str = r#"
+apiVersion: beamstack.dev/v1alpha1
+kind: RunnerPolicy
+metadata: {name: no-java-pool}
+spec:
+  validations:
+    - expression: "!containers.exists(c, c.container.name == 'beam-java-worker-pool')"
+      messageExpression: >-
+        images.filter(i, i.image.startsWith('ghcr.io/beamstack/beam-java-transforms:')).map(i, i.path + ' ' + i.image).join(', ')
+"#;
+
+#[tokio::test]
+async fn the_injected_java_pool_is_seen_by_policies_and_counted_in_demand() {
+    let state = state_for(&engine_with(NO_JAVA_POOL));
+    let python_only = mutated(&state, "CREATE", &fixture("flink-pipeline")).await.0;
+    assert_eq!(validated(&state, "CREATE", &python_only, None).await["allowed"], true);
+    let mut object = fixture("flink-pipeline");
+    object["metadata"]["annotations"]["beamstack.dev/java-transforms"] = json!("ReadFromPostgres");
+    let with_java = mutated(&state, "CREATE", &object).await.0;
+    let response = validated(&state, "CREATE", &with_java, None).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "spec.taskManager.podTemplate.spec.containers[2].image ghcr.io/beamstack/beam-java-transforms:2.77.0"
+        ),
+        "{message}"
+    );
+    // Each TaskManager pod asks for the pool's requests (500m, 1Gi) on top.
+    let before = demand_of(RunnerKind::FlinkDeployment, &python_only);
+    let after = demand_of(RunnerKind::FlinkDeployment, &with_java);
+    let task_managers = after.workers;
+    assert!(task_managers >= 1);
+    assert_eq!(after.cpu.0 - before.cpu.0, 500 * task_managers);
+    assert_eq!(after.memory.0 - before.memory.0, (1 << 30) * task_managers);
+}

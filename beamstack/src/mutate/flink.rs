@@ -239,4 +239,13 @@ pub(crate) fn inject_harness(object: &mut Value, spec: &HarnessSpec, config: &Ha
             config.container_name, spec.image
         ));
     }
+    if let Some(java) = &spec.java
+        && let Some(pool) = tree::named_entry(containers, &config.java.container_name)
+        && harness::reconcile_java_container(pool, java, &config.java)
+    {
+        changes.note(format!(
+            "spec.taskManager.podTemplate: Java harness {} ({})",
+            config.java.container_name, java.image
+        ));
+    }
 }

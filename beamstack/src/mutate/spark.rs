@@ -157,4 +157,16 @@ pub(crate) fn inject_harness(
             harness_spec.image
         ));
     }
+    if let Some(java) = &harness_spec.java
+        && let Some(sidecars) = tree::array_in(executor, "sidecars")
+        && let Some(pool) = tree::named_entry(sidecars, &config.java.container_name)
+        && harness::reconcile_java_container(pool, java, &config.java)
+    {
+        changes.note(format!(
+            "{}: Java harness {} ({})",
+            dotted(spec_path, "executor.sidecars"),
+            config.java.container_name,
+            java.image
+        ));
+    }
 }
