@@ -13,6 +13,7 @@
 //! imageRepository: registry.example.com/flink
 //! launcherImage: registry.example.com/beam_python3.11_sdk:2.77.0
 //! jobServerImage: registry.example.com/beam_flink1.20_job_server:2.77.0
+//! javaImage: registry.example.com/beam-java-transforms:2.77.0
 //! serviceAccount: flink
 //! prometheus: http://prometheus.monitoring:9090
 //! beamServices: {"sdks:java:extensions:sql:expansion-service:shadowJar": "expansion.beam:8097"}
@@ -45,6 +46,7 @@ pub struct Defaults {
     pub image_repository: Option<String>,
     pub launcher_image: Option<String>,
     pub job_server_image: Option<String>,
+    pub java_image: Option<String>,
     pub service_account: Option<String>,
     pub prometheus: Option<String>,
     pub beam_services: Option<BTreeMap<String, String>>,
@@ -59,7 +61,7 @@ impl Defaults {
         serde_saphyr::from_str(text).map_err(|error| {
             format!(
                 "{origin}: {error} (known keys: runner, beamVersion, flinkVersion, pythonVersion, image, \
-                 imageRepository, launcherImage, jobServerImage, serviceAccount, prometheus, beamServices)"
+                 imageRepository, launcherImage, jobServerImage, javaImage, serviceAccount, prometheus, beamServices)"
             )
         })
     }
@@ -75,6 +77,7 @@ impl Defaults {
             image_repository: higher.image_repository.or(self.image_repository),
             launcher_image: higher.launcher_image.or(self.launcher_image),
             job_server_image: higher.job_server_image.or(self.job_server_image),
+            java_image: higher.java_image.or(self.java_image),
             service_account: higher.service_account.or(self.service_account),
             prometheus: higher.prometheus.or(self.prometheus),
             beam_services: higher.beam_services.or(self.beam_services),

@@ -314,12 +314,8 @@ fn refusals_say_why_and_what_to_do() {
             "Beam removed it (discontinued as of Beam 2.74.0)",
         ),
         (
-            &[
-                "examples/beam/kafka.yaml",
-                "--jinja-variables",
-                "testdata/beam/variables.json",
-            ],
-            "Java-backed transforms",
+            &["examples/beam/map_to_fields_with_java_deps.yaml"],
+            "needs Beam's SQL expansion service",
         ),
         (
             &["examples/beam/explode.yaml", "--flink-version", "1.17"],
@@ -341,17 +337,85 @@ fn refusals_say_why_and_what_to_do() {
         assert!(!output.status.success(), "{args:?} should fail");
         assert!(stderr.contains(words), "{args:?}: {words:?} not in {stderr}");
     }
-    let kafka = beam(&[
+    let session = beam(&[
         "run",
         "--dry-run=client",
-        "examples/beam/kafka.yaml",
-        "--jinja-variables",
-        "testdata/beam/variables.json",
+        "testdata/beam/postgres.yaml",
+        "--session",
+        "shared",
     ]);
     assert!(
-        text(&kafka.stderr).contains("sdks:java:io:expansion-service:shadowJar"),
-        "names the expansion service to run"
+        text(&session.stderr).contains("a session cluster's TaskManagers have none"),
+        "{}",
+        text(&session.stderr)
     );
+}
+
+#[test]
+fn java_backed_transforms_get_an_expansion_service_beside_the_launcher_and_the_java_pool() {
+    for (file, runner, served) in [
+        (
+            "testdata/beam/postgres.yaml",
+            "flink",
+            "ReadFromPostgres,WriteToPostgres",
+        ),
+        (
+            "testdata/beam/postgres.yaml",
+            "spark",
+            "ReadFromPostgres,WriteToPostgres",
+        ),
+        ("examples/beam/kafka.yaml", "flink", "ReadFromKafka,WriteToKafka"),
+    ] {
+        let output = beam(&[
+            "run",
+            file,
+            "--runner",
+            runner,
+            "--beam-version",
+            "2.62.0",
+            "--flink-version",
+            "1.19",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "--jinja-variables",
+            "testdata/beam/variables.json",
+        ]);
+        assert!(output.status.success(), "{file}: {}", text(&output.stderr));
+        let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let object = &list["items"][1];
+        assert_valid(object, file);
+        assert_eq!(
+            object["metadata"]["annotations"]["beamstack.dev/java-transforms"],
+            served
+        );
+        let pod = if runner == "flink" {
+            &object["spec"]["jobManager"]["podTemplate"]["spec"]
+        } else {
+            &object["spec"]["driver"]
+        };
+        let init: Vec<&str> = (pod["initContainers"].as_array().unwrap().iter())
+            .map(|container| container["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            init[1], "beam-expansion-service",
+            "{file}: started before the launcher: {init:?}"
+        );
+        let service = &pod["initContainers"][1];
+        assert_eq!(service["image"], "ghcr.io/beamstack/beam-java-transforms:2.62.0");
+        assert_eq!(service["restartPolicy"], "Always");
+        assert_eq!(args_of(service), ["expansion-service", "8091"]);
+        let launcher = args_of(&pod["initContainers"][2]);
+        let services = launcher
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--beam_services="))
+            .unwrap_or_else(|| panic!("{launcher:?}"));
+        let services: Value = serde_json::from_str(services).unwrap();
+        assert!(
+            (services.as_object().unwrap().values()).all(|address| address == "localhost:8091"),
+            "{services}"
+        );
+    }
 }
 
 #[test]

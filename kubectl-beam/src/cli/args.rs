@@ -292,6 +292,10 @@ pub struct RunArgs {
     /// The image holding Beam's Flink job server (default: apache/beam_flink<minor>_job_server:<beam>).
     #[arg(long)]
     pub job_server_image: Option<String>,
+    /// The image of the expansion service and the Java worker pool for Java-backed transforms (default:
+    /// ghcr.io/beamstack/beam-java-transforms:<beam>).
+    #[arg(long)]
+    pub java_image: Option<String>,
     #[arg(long)]
     pub parallelism: Option<u32>,
     /// Mount a PersistentVolumeClaim where the pipeline's code runs (the launcher and the worker pool), for the

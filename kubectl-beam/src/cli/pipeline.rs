@@ -105,6 +105,7 @@ fn settings(
     }
     settings.launcher_image = args.launcher_image.clone().or(defaults.launcher_image.clone());
     settings.job_server_image = args.job_server_image.clone().or(defaults.job_server_image.clone());
+    settings.java_image = args.java_image.clone().or(defaults.java_image.clone());
     for (flag, cpu) in [
         ("--job-manager-cpu", args.job_manager_cpu),
         ("--task-manager-cpu", args.task_manager_cpu),

@@ -1,6 +1,7 @@
 //! Flink in application mode: one FlinkDeployment per pipeline, its JobManager pod turning the pipeline into an
 //! executable jar before Flink starts.
 
+use super::java::{JavaPlan, expansion_service_sidecar};
 use super::labels::{harness_annotations, labels};
 use super::options::{LAUNCHER_COMMAND, launcher_args};
 use super::{
@@ -11,7 +12,12 @@ use crate::pipeline::Pipeline;
 use beamstack::contract::{FLINK_GROUP, FLINK_MAIN_CONTAINER, FLINK_VERSION, HARNESS_CONTAINER};
 use serde_json::{Map, Value, json};
 
-pub(super) fn flink_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
+pub(super) fn flink_application(
+    pipeline: &Pipeline,
+    settings: &RunSettings,
+    options: &[(String, String)],
+    java: &JavaPlan,
+) -> Value {
     let versions = &settings.versions;
     let mut configuration = Map::new();
     configuration.insert(
@@ -57,18 +63,21 @@ pub(super) fn flink_application(pipeline: &Pipeline, settings: &RunSettings, opt
         claim_volumes(&settings.claims),
     ]
     .concat();
+    // The launcher expands the pipeline's Java-backed transforms through the expansion service started before it.
+    let mut init_containers = vec![job_server_sidecar(settings, &jar_mount)];
+    if java.runs_expansion_service() {
+        init_containers.push(expansion_service_sidecar(settings));
+    }
+    init_containers.push(json!({
+        "name": "beam-pipeline-jar",
+        "image": launcher_image(settings),
+        "command": LAUNCHER_COMMAND,
+        "args": launcher_args(options),
+        "volumeMounts": launcher_mounts,
+    }));
     let job_manager_pod = json!({
         "spec": {
-            "initContainers": [
-                job_server_sidecar(settings, &jar_mount),
-                {
-                    "name": "beam-pipeline-jar",
-                    "image": launcher_image(settings),
-                    "command": LAUNCHER_COMMAND,
-                    "args": launcher_args(options),
-                    "volumeMounts": launcher_mounts,
-                },
-            ],
+            "initContainers": init_containers,
             "containers": [{
                 "name": FLINK_MAIN_CONTAINER,
                 "volumeMounts": main_mounts,
@@ -99,7 +108,7 @@ pub(super) fn flink_application(pipeline: &Pipeline, settings: &RunSettings, opt
         &settings.name,
         &settings.namespace,
         labels(settings),
-        harness_annotations(settings, pipeline),
+        harness_annotations(settings, pipeline, java),
         spec,
         settings.service_account.as_deref(),
     )

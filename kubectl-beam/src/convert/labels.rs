@@ -1,11 +1,12 @@
 //! The labels and annotations on a run's objects: ours (found by `list` and `status`), the user's, and the ones
 //! that make the webhook inject the matching SDK harness.
 
+use super::java::JavaPlan;
 use super::{FIELD_MANAGER, RunSettings};
 use crate::pipeline::Pipeline;
 use beamstack::contract::{
-    ANNOTATION_BEAM_VERSION, ANNOTATION_PYTHON_VERSION, ANNOTATION_SDK, ANNOTATION_SOURCE_FILE, LABEL_PIPELINE,
-    LABEL_RUNNER,
+    ANNOTATION_BEAM_VERSION, ANNOTATION_JAVA_IMAGE, ANNOTATION_JAVA_TRANSFORMS, ANNOTATION_PYTHON_VERSION,
+    ANNOTATION_SDK, ANNOTATION_SOURCE_FILE, LABEL_PIPELINE, LABEL_RUNNER,
 };
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
@@ -57,14 +58,23 @@ pub fn parse_labels(assignments: &[String]) -> Result<Map<String, Value>, String
     Ok(labels)
 }
 
-/// The annotations that make the webhook inject the matching SDK harness.
-pub(super) fn harness_annotations(settings: &RunSettings, pipeline: &Pipeline) -> Value {
-    json!({
+/// The annotations that make the webhook inject the matching SDK harness, and the Java worker pool when the run
+/// serves Java-backed transforms (from the same image as the expansion service when `--java-image` names one).
+pub(super) fn harness_annotations(settings: &RunSettings, pipeline: &Pipeline, java: &JavaPlan) -> Value {
+    let mut annotations = json!({
         ANNOTATION_SDK: "python",
         ANNOTATION_BEAM_VERSION: settings.versions.beam,
         ANNOTATION_PYTHON_VERSION: settings.versions.python_minor,
         ANNOTATION_SOURCE_FILE: pipeline.file.file_name().and_then(|name| name.to_str()).unwrap_or(""),
-    })
+    });
+    if java.runs_expansion_service() {
+        let served: Vec<&str> = java.served.iter().map(String::as_str).collect();
+        annotations[ANNOTATION_JAVA_TRANSFORMS] = Value::from(served.join(","));
+        if let Some(image) = &settings.java_image {
+            annotations[ANNOTATION_JAVA_IMAGE] = Value::from(image.clone());
+        }
+    }
+    annotations
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 //! includes and variables) mounted at /etc/beam/pipeline, owned by the runner object so it is deleted with it.
 
 mod flink;
+pub mod java;
 mod labels;
 mod options;
 mod session;
@@ -72,6 +73,9 @@ pub struct RunSettings {
     pub launcher_image: Option<String>,
     /// The image holding Beam's Flink job server (default: Beam's job server image).
     pub job_server_image: Option<String>,
+    /// The image of the expansion service for Java-backed transforms (default: Beamstack's Java image for the Beam
+    /// release, which the webhook's Java worker pool also runs).
+    pub java_image: Option<String>,
     pub job_manager: Resources,
     pub task_manager: Resources,
     /// The Spark driver's and each executor's pod: cores requested and JVM memory (Spark's format).
@@ -148,6 +152,7 @@ impl RunSettings {
             image_repository: DEFAULT_FLINK_REPOSITORY.into(),
             launcher_image: None,
             job_server_image: None,
+            java_image: None,
             job_manager: Resources::default(),
             task_manager: Resources::default(),
             spark_driver: Resources {
@@ -262,11 +267,12 @@ pub(super) fn pipeline_mount() -> Value {
 
 /// The objects of one run: the ConfigMap first, then the runner object (apply in this order).
 pub fn objects(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<Value>, String> {
-    let options = runner_options(pipeline, settings)?;
+    let java = java::plan(pipeline, settings)?;
+    let options = runner_options(pipeline, settings, &java)?;
     let runner_object = match (settings.runner, &settings.session) {
-        (Runner::Flink, None) => flink_application(pipeline, settings, &options),
+        (Runner::Flink, None) => flink_application(pipeline, settings, &options, &java),
         (Runner::Flink, Some(cluster)) => flink_session_launcher(settings, cluster, &options),
-        (Runner::Spark, _) => spark_application(pipeline, settings, &options),
+        (Runner::Spark, _) => spark_application(pipeline, settings, &options, &java),
     };
     Ok(vec![config_map(pipeline, settings), runner_object])
 }
@@ -317,20 +323,25 @@ pub(super) fn job_server_sidecar(settings: &RunSettings, jar_mount: &Value) -> V
         ],
         "env": [{"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx512m -XX:+UseSerialGC"}],
         // It listens on localhost only (the pod's own containers are its only clients), where a kubelet tcpSocket
-        // probe, which dials the pod's address, cannot see it: the probe connects from inside instead. It waits for
-        // the port within one run (up to 25 s, trying every 0.2 s) rather than failing once a second while the JVM
-        // starts: every failed probe is a Warning event ("Unhealthy"), and `status` would show those instead of
-        // the ones that matter. Five runs that each time out (two minutes) are still reported: a job server that never listens.
-        "startupProbe": {
-            "exec": {"command": ["bash", "-c", format!(
-                "for attempt in $(seq 125); do (exec 3<>/dev/tcp/localhost/{JOB_SERVER_PORT}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
-            )]},
-            "timeoutSeconds": 30,
-            "periodSeconds": 1,
-            "failureThreshold": 5,
-        },
+        // probe, which dials the pod's address, cannot see it: the probe connects from inside instead.
+        "startupProbe": port_probe(JOB_SERVER_PORT),
         "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "volumeMounts": [jar_mount],
+    })
+}
+
+/// A native sidecar's startup probe that waits for a port on localhost from inside the container (bash's
+/// /dev/tcp), within one run (up to 25 s, trying every 0.2 s) rather than failing once a second while the JVM starts:
+/// every failed probe is a Warning event ("Unhealthy"), and `status` would show those instead of the ones that
+/// matter. Five runs that each time out (two minutes) are still reported: a server that never listens.
+pub(super) fn port_probe(port: u16) -> Value {
+    json!({
+        "exec": {"command": ["bash", "-c", format!(
+            "for attempt in $(seq 125); do (exec 3<>/dev/tcp/localhost/{port}) 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
+        )]},
+        "timeoutSeconds": 30,
+        "periodSeconds": 1,
+        "failureThreshold": 5,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The pipeline options a run sets, and the launcher that hands them to Beam YAML.
 
+use super::java::JavaPlan;
 use super::{JOB_SERVER_PORT, PIPELINE_JAR, PIPELINE_MOUNT, RunSettings, Runner, SPARK_JAR_DIR, USRLIB};
 use crate::pipeline::Pipeline;
-use crate::pipeline::catalogue::Backing;
 use beamstack::contract::HARNESS_PORT;
 use serde_json::Value;
 
@@ -17,7 +17,11 @@ pub(super) fn is_streaming(pipeline: &Pipeline) -> bool {
 }
 
 /// The pipeline options kubectl beam sets, as `--key=value` pairs in a fixed order.
-pub(super) fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Result<Vec<(String, String)>, String> {
+pub(super) fn runner_options(
+    pipeline: &Pipeline,
+    settings: &RunSettings,
+    java: &JavaPlan,
+) -> Result<Vec<(String, String)>, String> {
     let mut options: Vec<(String, String)> = Vec::new();
     match (settings.runner, &settings.session) {
         (Runner::Flink, None) => {
@@ -88,37 +92,10 @@ pub(super) fn runner_options(pipeline: &Pipeline, settings: &RunSettings) -> Res
             }
         }
     }
-    let java = pipeline.java_transforms();
-    if !java.is_empty() {
-        let mut missing: Vec<String> = Vec::new();
-        for transform in &java {
-            if let Backing::Java(targets) = &transform.backing {
-                if !targets.is_empty() && !targets.iter().any(|target| settings.beam_services.contains_key(target)) {
-                    missing.push(format!(
-                        "{} ({}): {}",
-                        transform.name,
-                        transform.transform_type,
-                        targets.join(" or ")
-                    ));
-                } else if targets.is_empty() && settings.beam_services.is_empty() {
-                    missing.push(format!(
-                        "{} ({}): its provider's expansion service",
-                        transform.name, transform.transform_type
-                    ));
-                }
-            }
-        }
-        if !missing.is_empty() {
-            return Err(format!(
-                "{} uses Java-backed transforms, which need a Java expansion service when the pipeline is built and a \
-                 Java environment on the workers; without one the job fails on the TaskManagers (\"Cannot run program \
-                 docker\"). Run an expansion service in the cluster and pass it, for example \
-                 --beam-services '{{\"<target>\":\"expansion-service.beam:8097\"}}', for:\n  {}",
-                pipeline.file.display(),
-                missing.join("\n  ")
-            ));
-        }
-        let services = serde_json::to_string(&settings.beam_services).map_err(|error| error.to_string())?;
+    // The expansion services of the Java-backed transforms: the user's and, for what they do not name, ours beside
+    // the launcher (the plan refused the pipeline if some transform had neither).
+    if !pipeline.java_transforms().is_empty() {
+        let services = serde_json::to_string(&java.services).map_err(|error| error.to_string())?;
         options.push(("beam_services".into(), services));
     }
     Ok(options)

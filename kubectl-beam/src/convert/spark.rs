@@ -2,6 +2,7 @@
 //! driver serves that jar to the executors (Beam stages it: see the launcher options), whose worker pool runs the
 //! pipeline's Python steps.
 
+use super::java::{JavaPlan, expansion_service_sidecar};
 use super::labels::{harness_annotations, labels};
 use super::options::{LAUNCHER_COMMAND, launcher_args};
 use super::versions::SPARK_RELEASE;
@@ -16,7 +17,12 @@ use serde_json::{Value, json};
 /// The API server as pods reach it: the master Spark's driver runs against on Kubernetes.
 pub(super) const SPARK_MASTER_IN_CLUSTER: &str = "k8s://https://kubernetes.default.svc";
 
-pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, options: &[(String, String)]) -> Value {
+pub(super) fn spark_application(
+    pipeline: &Pipeline,
+    settings: &RunSettings,
+    options: &[(String, String)],
+    java: &JavaPlan,
+) -> Value {
     let jar_volume = json!({"name": "beam-pipeline-jar", "emptyDir": {}});
     let jar_mount = json!({"name": "beam-pipeline-jar", "mountPath": SPARK_JAR_DIR});
     let claims = claim_mounts(&settings.claims);
@@ -43,20 +49,22 @@ pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, opt
         "memory": settings.spark_driver.memory,
         "labels": labels(settings),
         "volumeMounts": driver_mounts,
-        // Beam's images only, as for Flink: the Spark job server (a native sidecar) and Beam YAML's launcher in the
-        // SDK image, which has it write the executable jar the driver runs. Init containers reach the driver pod
-        // through the Spark operator's pod webhook.
-        "initContainers": [
-            job_server,
-            {
-                "name": "build-pipeline-jar",
-                "image": launcher_image(settings),
-                "command": LAUNCHER_COMMAND,
-                "args": launcher_args(options),
-                "volumeMounts": launcher_mounts,
-            },
-        ],
     });
+    // Beam's images only, as for Flink: the Spark job server (a native sidecar), the expansion service for
+    // Java-backed transforms, and Beam YAML's launcher in the SDK image, which has the job server write the
+    // executable jar the driver runs. Init containers reach the driver pod through the Spark operator's pod webhook.
+    let mut init_containers = vec![job_server];
+    if java.runs_expansion_service() {
+        init_containers.push(expansion_service_sidecar(settings));
+    }
+    init_containers.push(json!({
+        "name": "build-pipeline-jar",
+        "image": launcher_image(settings),
+        "command": LAUNCHER_COMMAND,
+        "args": launcher_args(options),
+        "volumeMounts": launcher_mounts,
+    }));
+    driver["initContainers"] = Value::from(init_containers);
     if let Some(account) = &settings.service_account {
         driver["serviceAccount"] = Value::from(account.clone());
     }
@@ -80,7 +88,7 @@ pub(super) fn spark_application(pipeline: &Pipeline, settings: &RunSettings, opt
             "name": settings.name,
             "namespace": settings.namespace,
             "labels": labels(settings),
-            "annotations": harness_annotations(settings, pipeline),
+            "annotations": harness_annotations(settings, pipeline, java),
         },
         "spec": {
             "type": "Java",
