@@ -4,12 +4,17 @@
 //! `component=jobmanager|taskmanager`, the Spark operator with `sparkoperator.k8s.io/app-name=<app>` and
 //! `spark-role=driver|executor`; a session-mode launcher is a batch Job, whose pods carry
 //! `batch.kubernetes.io/job-name`. The Beam worker pool is the `beam-worker-pool` container the webhook puts beside
-//! the TaskManagers and executors.
+//! the TaskManagers and executors; a pipeline with Java-backed transforms also has the Java pool
+//! (`beam-java-worker-pool`) there, and the expansion service beside its launcher (a native sidecar of the
+//! JobManager or the driver).
 
 use serde::Serialize;
 use serde_json::Value;
 
-use beamstack::contract::{FLINK_MAIN_CONTAINER, HARNESS_CONTAINER};
+use beamstack::contract::{ANNOTATION_JAVA_TRANSFORMS, FLINK_MAIN_CONTAINER, HARNESS_CONTAINER, JAVA_POOL_CONTAINER};
+
+/// The expansion service's container beside the launcher (kubectl beam names it so).
+pub const EXPANSION_SERVICE_CONTAINER: &str = "beam-expansion-service";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -20,17 +25,30 @@ pub enum Role {
     TaskManager,
     /// The Beam worker pool beside the TaskManagers or executors.
     Harness,
+    /// The Java worker pool beside them, for Java-backed transforms.
+    #[value(name = "java-harness")]
+    JavaHarness,
+    /// The expansion service beside the launcher, for Java-backed transforms.
+    #[value(name = "expansion-service")]
+    ExpansionService,
     Driver,
     Executor,
     Launcher,
 }
 
 impl Role {
+    /// Roles whose pods belong to another role, counted by one container's readiness.
+    fn is_container(self) -> bool {
+        matches!(self, Role::Harness | Role::JavaHarness | Role::ExpansionService)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::JobManager => "jobmanager",
             Role::TaskManager => "taskmanager",
             Role::Harness => "harness",
+            Role::JavaHarness => "java-harness",
+            Role::ExpansionService => "expansion-service",
             Role::Driver => "driver",
             Role::Executor => "executor",
             Role::Launcher => "launcher",
@@ -57,41 +75,71 @@ pub fn roles_of(object: &Value) -> Vec<RolePods> {
         selector,
         container: Some(container.to_owned()),
     };
+    let java = object
+        .pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(ANNOTATION_JAVA_TRANSFORMS))
+        .is_some();
+    // The Java roles, for objects that have them: the expansion service beside the launcher, the Java pool beside
+    // the workers.
+    let java_roles = |launcher_pods: String, worker_pods: String| {
+        if java {
+            vec![
+                pods(Role::ExpansionService, launcher_pods, EXPANSION_SERVICE_CONTAINER),
+                pods(Role::JavaHarness, worker_pods, JAVA_POOL_CONTAINER),
+            ]
+        } else {
+            Vec::new()
+        }
+    };
     match object.get("kind").and_then(Value::as_str) {
-        Some("FlinkDeployment") => vec![
-            pods(
-                Role::JobManager,
+        Some("FlinkDeployment") => [
+            vec![
+                pods(
+                    Role::JobManager,
+                    format!("app={name},component=jobmanager"),
+                    FLINK_MAIN_CONTAINER,
+                ),
+                pods(
+                    Role::TaskManager,
+                    format!("app={name},component=taskmanager"),
+                    FLINK_MAIN_CONTAINER,
+                ),
+                pods(
+                    Role::Harness,
+                    format!("app={name},component=taskmanager"),
+                    HARNESS_CONTAINER,
+                ),
+            ],
+            java_roles(
                 format!("app={name},component=jobmanager"),
-                FLINK_MAIN_CONTAINER,
-            ),
-            pods(
-                Role::TaskManager,
                 format!("app={name},component=taskmanager"),
-                FLINK_MAIN_CONTAINER,
             ),
-            pods(
-                Role::Harness,
-                format!("app={name},component=taskmanager"),
-                HARNESS_CONTAINER,
-            ),
-        ],
-        Some("SparkApplication") => vec![
-            pods(
-                Role::Driver,
+        ]
+        .concat(),
+        Some("SparkApplication") => [
+            vec![
+                pods(
+                    Role::Driver,
+                    format!("sparkoperator.k8s.io/app-name={name},spark-role=driver"),
+                    "spark-kubernetes-driver",
+                ),
+                pods(
+                    Role::Executor,
+                    format!("sparkoperator.k8s.io/app-name={name},spark-role=executor"),
+                    "spark-kubernetes-executor",
+                ),
+                pods(
+                    Role::Harness,
+                    format!("sparkoperator.k8s.io/app-name={name},spark-role=executor"),
+                    HARNESS_CONTAINER,
+                ),
+            ],
+            java_roles(
                 format!("sparkoperator.k8s.io/app-name={name},spark-role=driver"),
-                "spark-kubernetes-driver",
-            ),
-            pods(
-                Role::Executor,
                 format!("sparkoperator.k8s.io/app-name={name},spark-role=executor"),
-                "spark-kubernetes-executor",
             ),
-            pods(
-                Role::Harness,
-                format!("sparkoperator.k8s.io/app-name={name},spark-role=executor"),
-                HARNESS_CONTAINER,
-            ),
-        ],
+        ]
+        .concat(),
         Some("Job") => vec![RolePods {
             role: Role::Launcher,
             selector: format!("batch.kubernetes.io/job-name={name}"),
@@ -129,25 +177,31 @@ pub fn selects(selector: &str, pod: &Value) -> bool {
     })
 }
 
-/// Pods ready by role, from the pods of the job's namespace. The harness is counted by its container's readiness,
-/// since it shares its pods with the TaskManagers or executors.
+/// Pods ready by role, from the pods of the job's namespace. The harnesses and the expansion service are counted by
+/// their container's readiness, since they share their pods with another role (the expansion service is a native
+/// sidecar: an init container).
 pub fn readiness(object: &Value, pods: &[Value]) -> Vec<Readiness> {
     roles_of(object)
         .into_iter()
         .map(|role| {
             let members: Vec<&Value> = pods.iter().filter(|pod| selects(&role.selector, pod)).collect();
-            if role.role == Role::Harness {
+            if role.role.is_container() {
                 let container = role.container.as_deref().unwrap_or(HARNESS_CONTAINER);
+                let (specs, statuses) = if role.role == Role::ExpansionService {
+                    ("/spec/initContainers", "/status/initContainerStatuses")
+                } else {
+                    ("/spec/containers", "/status/containerStatuses")
+                };
                 let statuses: Vec<&Value> = members
                     .iter()
-                    .filter_map(|pod| pod.pointer("/status/containerStatuses").and_then(Value::as_array))
+                    .filter_map(|pod| pod.pointer(statuses).and_then(Value::as_array))
                     .flatten()
                     .filter(|status| status["name"] == container)
                     .collect();
                 let total = members
                     .iter()
                     .filter(|pod| {
-                        pod.pointer("/spec/containers")
+                        pod.pointer(specs)
                             .and_then(Value::as_array)
                             .is_some_and(|containers| containers.iter().any(|c| c["name"] == container))
                     })
@@ -219,6 +273,31 @@ mod tests {
                 (Role::Harness, 1, 2)
             ]
         );
+    }
+
+    #[test]
+    fn java_transforms_add_the_java_pool_and_the_expansion_service_counted_by_their_containers() {
+        let deployment = json!({"kind": "FlinkDeployment",
+            "metadata": {"name": "pg", "annotations": {ANNOTATION_JAVA_TRANSFORMS: "ReadFromPostgres"}}});
+        let mut task_manager = pod(json!({"app": "pg", "component": "taskmanager"}), true, Some(true));
+        task_manager["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": JAVA_POOL_CONTAINER}));
+        task_manager["status"]["containerStatuses"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": JAVA_POOL_CONTAINER, "ready": false}));
+        let mut job_manager = pod(json!({"app": "pg", "component": "jobmanager"}), true, None);
+        job_manager["spec"]["initContainers"] = json!([{"name": EXPANSION_SERVICE_CONTAINER}]);
+        job_manager["status"]["initContainerStatuses"] = json!([{"name": EXPANSION_SERVICE_CONTAINER, "ready": true}]);
+        let counts: Vec<(Role, usize, usize)> = readiness(&deployment, &[job_manager, task_manager])
+            .into_iter()
+            .map(|r| (r.role, r.ready, r.total))
+            .collect();
+        assert_eq!(counts[3..], [(Role::ExpansionService, 1, 1), (Role::JavaHarness, 0, 1)]);
+        let python_only = json!({"kind": "FlinkDeployment", "metadata": {"name": "pg"}});
+        assert_eq!(roles_of(&python_only).len(), 3, "no Java roles without Java transforms");
     }
 
     #[test]
