@@ -59,6 +59,9 @@ pub const JAVA_POOL_PORT: u16 = 50001;
 /// Beamstack's image for Java-backed transforms (images/beam-java-transforms): the expansion service and the Java
 /// worker pool on one classpath, tagged with the Beam release it holds.
 pub const JAVA_IMAGE_REPOSITORY: &str = "ghcr.io/beamstack/beam-java-transforms";
+/// The Beam releases Beamstack's Java image is published for (images/beam-java-transforms/beam-releases): the
+/// worker pool is compiled and tested against each release's jars, so no other tag exists.
+pub const JAVA_IMAGE_BEAM_RELEASES: &[&str] = &["2.62.0"];
 /// Flink's main container in a pod template: the operator's name for it, which its merge rules key on.
 pub const FLINK_MAIN_CONTAINER: &str = "flink-main-container";
 
@@ -155,6 +158,16 @@ mod tests {
                 .to_string()
                 .contains("use flink or spark")
         );
+    }
+
+    #[test]
+    fn the_java_image_releases_are_the_ones_its_build_publishes() {
+        let listed: Vec<&str> = include_str!("../../images/beam-java-transforms/beam-releases")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        assert_eq!(listed, JAVA_IMAGE_BEAM_RELEASES);
     }
 
     #[test]

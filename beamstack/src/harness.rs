@@ -151,6 +151,21 @@ fn java_pool<'a>(
         });
         return None;
     }
+    // Beamstack's own image exists only for the releases its build publishes; a platform's repository may hold more.
+    let own_repository = config.java.image_repository.trim_end_matches('/') == crate::contract::JAVA_IMAGE_REPOSITORY;
+    if explicit_image.is_none() && own_repository && !crate::contract::JAVA_IMAGE_BEAM_RELEASES.contains(&beam_version)
+    {
+        problems.push(AnnotationProblem {
+            annotation: ANNOTATION_JAVA_TRANSFORMS,
+            message: format!(
+                "Beamstack's Java image is published for Beam {} only, not for the pipeline's {beam_version}: run \
+                 the pipeline with one of those releases, or name a Java image for {beam_version} in {}",
+                crate::contract::JAVA_IMAGE_BEAM_RELEASES.join(", "),
+                ANNOTATION_JAVA_IMAGE
+            ),
+        });
+        return None;
+    }
     Some(JavaPoolSpec {
         image: explicit_image
             .map(str::to_owned)
@@ -219,6 +234,7 @@ mod tests {
         assert_eq!(java.image, "ghcr.io/beamstack/beam-java-transforms:2.62.0");
         assert_eq!(java.transforms, ["ReadFromPostgres", "WriteToPostgres"]);
         assert!(!java.image_from_annotation);
+        // Beam 2.77 (the configuration's default) has no Beamstack image: the annotation names one.
         let spec = harness_for(
             &annotated(json!({
                 ANNOTATION_SDK: "python",

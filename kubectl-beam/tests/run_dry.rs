@@ -308,7 +308,11 @@ fn a_spark_run_ignores_the_flink_version() {
 
 #[test]
 fn refusals_say_why_and_what_to_do() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["testdata/beam/postgres.yaml"],
+            "published for Beam 2.62.0 (the worker pool is built and tested",
+        ),
         (
             &["examples/beam/explode.yaml", "--runner", "samza"],
             "Beam removed it (discontinued as of Beam 2.74.0)",
@@ -341,6 +345,10 @@ fn refusals_say_why_and_what_to_do() {
         "run",
         "--dry-run=client",
         "testdata/beam/postgres.yaml",
+        "--beam-version",
+        "2.62.0",
+        "--flink-version",
+        "1.19",
         "--session",
         "shared",
     ]);

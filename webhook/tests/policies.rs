@@ -517,17 +517,20 @@ spec:
 #[tokio::test]
 async fn the_injected_java_pool_is_seen_by_policies_and_counted_in_demand() {
     let state = state_for(&engine_with(NO_JAVA_POOL));
-    let python_only = mutated(&state, "CREATE", &fixture("flink-pipeline")).await.0;
+    let mut python_only = fixture("flink-pipeline");
+    python_only["metadata"]["annotations"]["beamstack.dev/beam-version"] = json!("2.62.0");
+    let python_only = mutated(&state, "CREATE", &python_only).await.0;
     assert_eq!(validated(&state, "CREATE", &python_only, None).await["allowed"], true);
     let mut object = fixture("flink-pipeline");
     object["metadata"]["annotations"]["beamstack.dev/java-transforms"] = json!("ReadFromPostgres");
+    object["metadata"]["annotations"]["beamstack.dev/beam-version"] = json!("2.62.0");
     let with_java = mutated(&state, "CREATE", &object).await.0;
     let response = validated(&state, "CREATE", &with_java, None).await;
     assert_eq!(response["allowed"], false, "{response}");
     let message = response["status"]["message"].as_str().unwrap();
     assert!(
         message.contains(
-            "spec.taskManager.podTemplate.spec.containers[2].image ghcr.io/beamstack/beam-java-transforms:2.77.0"
+            "spec.taskManager.podTemplate.spec.containers[2].image ghcr.io/beamstack/beam-java-transforms:2.62.0"
         ),
         "{message}"
     );

@@ -18,6 +18,7 @@
 use super::RunSettings;
 use crate::pipeline::Pipeline;
 use crate::pipeline::catalogue::Backing;
+use beamstack::contract::JAVA_IMAGE_BEAM_RELEASES;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
@@ -100,6 +101,23 @@ pub fn plan(pipeline: &Pipeline, settings: &RunSettings) -> Result<JavaPlan, Str
              '{{\"<target>\":\"expansion-service.beam:8097\"}}'.",
             pipeline.file.display(),
             refused.join("\n  ")
+        ));
+    }
+    if plan.runs_expansion_service()
+        && settings.java_image.is_none()
+        && !JAVA_IMAGE_BEAM_RELEASES.contains(&settings.versions.beam.as_str())
+    {
+        return Err(format!(
+            "{} uses Java-backed transforms ({}), which run from Beamstack's Java image; it is published for Beam {} \
+             (the worker pool is built and tested against each release's jars), not for Beam {}. Run with \
+             --beam-version {}, or give --java-image with an image of the expansion service and worker pool for \
+             Beam {}.",
+            pipeline.file.display(),
+            plan.served.iter().cloned().collect::<Vec<_>>().join(", "),
+            JAVA_IMAGE_BEAM_RELEASES.join(", "),
+            settings.versions.beam,
+            JAVA_IMAGE_BEAM_RELEASES.last().unwrap_or(&""),
+            settings.versions.beam
         ));
     }
     if plan.runs_expansion_service() && settings.session.is_some() {
