@@ -9,15 +9,22 @@
 #   bash images/build.sh --binaries dist --platforms linux/amd64,linux/arm64 --push   # what the release does
 #   bash images/build.sh --archive DIR                  # also write each image as DIR/<image>.tar (docker-archive),
 #                                                       # which `ctr images import` and `docker load` read
+#   bash images/build.sh --beam-versions 2.62.0 --maven-repository ~/.cache/m2
+#                                                       # the Java image for these Beam releases only (default: each
+#                                                       # in images/beam-java-transforms/beam-releases), with Maven's
+#                                                       # local repository there (default: Maven's own)
 #
 # The binaries are release builds of this workspace (cargo build --release), copied into the images: the image
-# needs no Rust toolchain, and the bytes tested are the bytes shipped. Prints each image's reference.
+# needs no Rust toolchain, and the bytes tested are the bytes shipped. Likewise the Java image
+# (beam-java-transforms, tagged with the Beam release it holds, one per release) gets the worker pool's jar and its
+# classpath from `mvn package` of images/beam-java-transforms, run here (its tests included) in a copy of the
+# project, so the checkout keeps no build output. Prints each image's reference.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 registry=ghcr.io/beamstack
 tag=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
-binaries="" archive="" push=false builder="${IMAGE_BUILDER:-}" platforms=""
+binaries="" archive="" push=false builder="${IMAGE_BUILDER:-}" platforms="" beam_versions="" maven_repository=""
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -28,7 +35,9 @@ while [[ $# -gt 0 ]]; do
         --push) push=true; shift ;;
         --builder) builder=$2; shift 2 ;;
         --platforms) platforms=$2; shift 2 ;;
-        *) echo "usage: $0 [--registry R] [--tag T] [--binaries DIR] [--platforms P,...] [--archive DIR] [--push] [--builder docker|buildah]" >&2; exit 2 ;;
+        --beam-versions) beam_versions=${2//,/ }; shift 2 ;;
+        --maven-repository) maven_repository=$2; shift 2 ;;
+        *) echo "usage: $0 [--registry R] [--tag T] [--binaries DIR] [--platforms P,...] [--archive DIR] [--push] [--builder docker|buildah] [--beam-versions V,...] [--maven-repository DIR]" >&2; exit 2 ;;
     esac
 done
 
@@ -66,25 +75,29 @@ else
     cp "${CARGO_TARGET_DIR:-$root/target}/release/beam-webhook" "$context/linux-$arch/"
 fi
 
-# image NAME: builds images/NAME/Dockerfile as $registry/NAME:$tag.
+# image NAME [TAG [CONTEXT [BUILD-ARG...]]]: builds images/NAME/Dockerfile as $registry/NAME:TAG (default $tag)
+# from CONTEXT (default: the binaries).
 image() {
-    local name=$1 reference="$registry/$1:$tag"
+    local name=$1 reference="$registry/$1:${2:-$tag}" dir=${3:-$context}
+    shift $(($# < 3 ? $# : 3))
+    local build_args=(--build-arg "VERSION=$tag")
+    for arg in "$@"; do build_args+=(--build-arg "$arg"); done
     log "building $reference with $builder"
     case "$builder" in
         docker)
             local output=--load
             if $push; then output=--push; fi
-            docker buildx build --platform "$platforms" --build-arg "VERSION=$tag" $output \
-                -f "$root/images/$name/Dockerfile" -t "$reference" "$context" >&2
-            if [[ -n "$archive" ]]; then mkdir -p "$archive" && docker save -o "$archive/$name.tar" "$reference"; fi
+            docker buildx build --platform "$platforms" "${build_args[@]}" $output \
+                -f "$root/images/$name/Dockerfile" -t "$reference" "$dir" >&2
+            if [[ -n "$archive" ]]; then mkdir -p "$archive" && docker save -o "$archive/$name-${2:-$tag}.tar" "$reference"; fi
             ;;
         buildah)
-            buildah bud --quiet --layers --platform "$platforms" --build-arg "VERSION=$tag" \
-                -f "$root/images/$name/Dockerfile" -t "$reference" "$context" >/dev/null
+            buildah bud --quiet --layers --platform "$platforms" "${build_args[@]}" \
+                -f "$root/images/$name/Dockerfile" -t "$reference" "$dir" >/dev/null
             if $push; then buildah push "$reference" "docker://$reference" >&2; fi
             if [[ -n "$archive" ]]; then
                 mkdir -p "$archive" && rm -f "$archive/$name.tar"
-                buildah push --quiet "$reference" "docker-archive:$archive/$name.tar:$reference" >&2
+                buildah push --quiet "$reference" "docker-archive:$archive/$name-${2:-$tag}.tar:$reference" >&2
             fi
             ;;
         *) log "unknown builder $builder"; exit 2 ;;
@@ -93,3 +106,19 @@ image() {
 }
 
 image beam-webhook
+
+# The Java image, one per Beam release: the worker pool built and tested against that release's jars.
+java_project="$root/images/beam-java-transforms"
+[[ -n "$beam_versions" ]] || beam_versions=$(grep -v '^#' "$java_project/beam-releases" | xargs)
+for beam in $beam_versions; do
+    java_context="$context/java-$beam"
+    mkdir -p "$java_context/project"
+    cp -r "$java_project/pom.xml" "$java_project/src" "$java_context/project/"
+    log "mvn package of the Java worker pool and its classpath for Beam $beam"
+    mvn -B -q -f "$java_context/project/pom.xml" -Dbeam.version="$beam" \
+        ${maven_repository:+-Dmaven.repo.local="$maven_repository"} package >&2
+    mv "$java_context/project/target/beam-java-transforms.jar" "$java_context/project/target/lib" "$java_context/"
+    cp "$java_project/entrypoint.sh" "$java_context/"
+    rm -rf "$java_context/project"
+    image beam-java-transforms "$beam" "$java_context" "BEAM_VERSION=$beam"
+done

@@ -26,6 +26,8 @@
 #       docker.io/apache/beam_spark3_job_server:2.62.0
 #                                               tests/node/images/beam-spark-job-server (the job-server jar built
 #                                               with Maven: scripts/spark-job-server/pom.xml)
+#       docker.io/library/postgres:15           tests/node/images/postgres (Debian 12's postgresql-15; the
+#                                               database the Java-transforms scenario reads and writes)
 #       ghcr.io/kubeflow/spark-operator/controller:2.5.2
 #                                               tests/node/images/spark-operator (the operator built from its Go
 #                                               module on the Spark stand-in; made by `build`, since it needs
@@ -58,9 +60,13 @@ operator=docker.io/apache/flink-kubernetes-operator:1.7.0
 spark=docker.io/apache/spark:3.5.6-java17
 spark_job_server=docker.io/apache/beam_spark3_job_server:2.62.0
 spark_operator=ghcr.io/kubeflow/spark-operator/controller:2.5.2
+postgres=docker.io/library/postgres:15
+# Beamstack's Java image, for the Beam release the scenarios run (the mirror here serves its jars up to 2.75).
+java_beam=2.62.0
+java=ghcr.io/beamstack/beam-java-transforms:$java_beam
 # Every image the node runs: the chart's, the cluster add-ons', the operators', the pipelines', the test pods'.
 node_images=("$pause" "$coredns" "$webhook" "$debian" "$flink" "$beam_sdk" "$job_server" "$operator" "$spark"
-    "$spark_job_server" "$spark_operator")
+    "$spark_job_server" "$spark_operator" "$postgres" "$java")
 
 log() { printf 'e2e-images: %s\n' "$*" >&2; }
 
@@ -258,6 +264,7 @@ stand_ins() {
     build_recipe beam-python-sdk "$beam_sdk" "$(sha256sum <"$root/.tools/bin/beam-python-boot")" beam_sdk_context
     build_recipe beam-flink-job-server "$job_server" "$flink_key" job_server_context
     build_recipe flink-kubernetes-operator "$operator" "$flink_key" operator_context
+    build_recipe postgres "$postgres" ""
     spark_stand_ins
 }
 
@@ -284,7 +291,8 @@ build() {
     stand_ins
     spark_operator_image
     # The project's images, exactly as a platform team builds them.
-    IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" >/dev/null
+    IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" \
+        --beam-versions "$java_beam" --maven-repository "$cache/m2" >/dev/null
     # The previous build of our image, now untagged: the store is kept between runs and must not grow with them.
     buildah rmi --prune >/dev/null 2>&1 || true
 }
