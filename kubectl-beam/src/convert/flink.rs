@@ -3,7 +3,8 @@
 
 use super::java::{JavaPlan, expansion_service_sidecar};
 use super::labels::{harness_annotations, labels};
-use super::options::{LAUNCHER_COMMAND, launcher_args};
+use super::options::launcher_args;
+use super::options::launcher_command;
 use super::{
     ClaimMount, PIPELINE_JAR, RunSettings, USRLIB, claim_mounts, claim_volumes, job_server_sidecar, launcher_image,
     pipeline_mount, pipeline_volume,
@@ -71,7 +72,7 @@ pub(super) fn flink_application(
     init_containers.push(json!({
         "name": "beam-pipeline-jar",
         "image": launcher_image(settings),
-        "command": LAUNCHER_COMMAND,
+        "command": launcher_command(java),
         "args": launcher_args(options),
         "volumeMounts": launcher_mounts,
     }));

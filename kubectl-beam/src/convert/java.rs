@@ -161,6 +161,22 @@ fn why_not_served(transform_type: &str, targets: &[String]) -> String {
     }
 }
 
+/// The launcher's command when the run serves Java-backed transforms: Beam YAML offers a Java provider only where
+/// `which java` finds a program (ExternalJavaProvider.available, Beam 2.62 to 2.77), even when `--beam_services`
+/// names a running service, which is all Beam then uses ("No available provider for type 'ReadFromPostgres'" in
+/// the SDK image, which has no Java). The launcher gets a `java` on its PATH that only says so and fails, should
+/// Beam ever run it.
+pub fn launcher_command(python_command: &[&str]) -> Vec<String> {
+    let script = format!(
+        "mkdir -p /tmp/beamstack-bin && printf '%s\n' '#!/bin/sh' \
+         'echo \"kubectl beam: Java-backed transforms are expanded by the beam-expansion-service container \
+         (--beam_services); this java only answers Beam YAML'\"'\"'s which-java check\" >&2' 'exit 1' \
+         >/tmp/beamstack-bin/java && chmod +x /tmp/beamstack-bin/java && PATH=/tmp/beamstack-bin:$PATH exec {} \"$@\"",
+        python_command.join(" ")
+    );
+    vec!["bash".into(), "-c".into(), script, "beam-yaml-launcher".into()]
+}
+
 /// Beamstack's Java image for the run's Beam release, unless `--java-image` names another.
 pub fn java_image(settings: &RunSettings) -> String {
     settings.java_image.clone().unwrap_or_else(|| {
@@ -208,6 +224,25 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_launcher_finds_a_java_that_only_explains_itself() {
+        // The command as the launcher's container runs it, with `sh -c` checking what Beam's check sees in place of
+        // Beam YAML's launcher, and the launcher's arguments passed through.
+        let command = launcher_command(&["sh", "-c", "'command -v java; java; echo \"status $? $0\"'"]);
+        let output = std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .arg("--yaml_pipeline_file=x")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stdout, "/tmp/beamstack-bin/java\nstatus 1 --yaml_pipeline_file=x\n",
+            "{stderr}"
+        );
+        assert!(stderr.contains("which-java check"), "{stderr}");
     }
 
     #[test]

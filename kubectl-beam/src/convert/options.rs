@@ -104,6 +104,15 @@ pub(super) fn runner_options(
 /// Beam YAML's launcher: the container command (the SDK image's entry point is Beam's boot, which is for workers).
 pub(super) const LAUNCHER_COMMAND: [&str; 3] = ["python", "-m", "apache_beam.yaml.main"];
 
+/// The launcher's command: Beam YAML's, with a `java` for its provider check when the run serves Java transforms.
+pub(super) fn launcher_command(java: &JavaPlan) -> Vec<String> {
+    if java.runs_expansion_service() {
+        super::java::launcher_command(&LAUNCHER_COMMAND)
+    } else {
+        LAUNCHER_COMMAND.map(String::from).to_vec()
+    }
+}
+
 /// Where the session launcher finds the job server's jar (copied out of the job server image), and its name.
 pub(super) const JOB_SERVER_JAR_DIR: &str = "/opt/beam/jars";
 pub(super) const JOB_SERVER_JAR: &str = "beam-runners-flink-job-server.jar";

@@ -4,7 +4,8 @@
 
 use super::java::{JavaPlan, expansion_service_sidecar};
 use super::labels::{harness_annotations, labels};
-use super::options::{LAUNCHER_COMMAND, launcher_args};
+use super::options::launcher_args;
+use super::options::launcher_command;
 use super::versions::SPARK_RELEASE;
 use super::{
     RunSettings, SPARK_JAR_DIR, claim_mounts, claim_volumes, job_server_sidecar, launcher_image, pipeline_mount,
@@ -60,7 +61,7 @@ pub(super) fn spark_application(
     init_containers.push(json!({
         "name": "build-pipeline-jar",
         "image": launcher_image(settings),
-        "command": LAUNCHER_COMMAND,
+        "command": launcher_command(java),
         "args": launcher_args(options),
         "volumeMounts": launcher_mounts,
     }));

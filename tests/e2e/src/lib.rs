@@ -5,6 +5,7 @@
 //! missing cluster is a failure.
 
 pub mod pipelines;
+pub mod postgres;
 
 use serde_json::Value;
 use std::io::Write;

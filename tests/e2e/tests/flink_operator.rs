@@ -9,6 +9,7 @@
 //! `--pvc` where the pipeline's code runs; the tests compare what the pipeline wrote there record by record.
 
 use e2e::pipelines::*;
+use e2e::postgres::Postgres;
 use e2e::*;
 use serde_json::Value;
 use std::path::Path;
@@ -19,6 +20,7 @@ const CSV_FILTER: &str = "tests/e2e/fixtures/pipelines/csv_filter.yaml";
 const RAISES: &str = "tests/e2e/fixtures/pipelines/raises.yaml";
 const SLOW: &str = "tests/e2e/fixtures/pipelines/slow.yaml";
 const TICKS: &str = "tests/e2e/fixtures/pipelines/ticks.yaml";
+const POSTGRES: &str = "tests/e2e/fixtures/pipelines/postgres.yaml";
 
 /// Sizes that let a JobManager and a TaskManager (with its worker pool) fit on this 2-core node beside Beamstack.
 const SMALL: &[&str] = &[
@@ -28,6 +30,20 @@ const SMALL: &[&str] = &[
     "1024m",
     "--task-manager-cpu",
     "0.25",
+    "--task-manager-memory",
+    "1536m",
+];
+
+/// As SMALL, for a job whose TaskManager pod also runs the Java worker pool (500m) and whose JobManager pod runs the
+/// expansion service (100m): 2.0 cores' worth of requests must fit beside Beamstack, CoreDNS and the Spark operator
+/// (370m), and 0.25 cores for each Flink process leave 70m too little.
+const SMALL_WITH_JAVA: &[&str] = &[
+    "--job-manager-cpu",
+    "0.2",
+    "--job-manager-memory",
+    "1024m",
+    "--task-manager-cpu",
+    "0.2",
     "--task-manager-memory",
     "1536m",
 ];
@@ -218,6 +234,115 @@ fn application_mode_batch_pipeline_runs_on_the_operator_with_the_injected_worker
     assert_filtered_orders(&data.dir.join("out/orders"));
 
     delete_and_wait_for_pods_to_go(&name);
+}
+
+/// Java-backed transforms without Docker: `kubectl beam run` of a pipeline that reads PostgreSQL with Beam YAML's
+/// JDBC read, runs two Python steps, and writes PostgreSQL with the JDBC write, given no flag a Python pipeline would
+/// not need. The JobManager pod expands the JDBC transforms through Beamstack's Java image (the expansion service
+/// beside the launcher), the webhook puts the Java worker pool beside the Python one in the TaskManager, the real
+/// operator runs the job, and the rows in the database are the test's judge. The Java stages span several workers
+/// (JdbcIO's read is two stages), which Beam's own worker pool could not serve one after another.
+#[test]
+fn java_backed_jdbc_transforms_read_and_write_a_real_postgres() {
+    require_cluster!();
+    let _held = hold_the_node();
+    let name = format!("pg-{}", std::process::id());
+    let _job = DeleteOnDrop::flink_deployment(&name);
+    let database = Postgres::start(NAMESPACE, &format!("postgres-{}", std::process::id()));
+    database.sql(
+        "CREATE TABLE people (id INT PRIMARY KEY, name TEXT, age INT);
+         INSERT INTO people VALUES (1, 'ada', 36), (2, 'bob', 17), (3, 'cy', 52), (4, 'dee', 29);
+         CREATE TABLE adults (id INT PRIMARY KEY, name TEXT, age_next_year BIGINT);",
+    );
+
+    let host = format!("--set=host={}", database.name);
+    let started = Instant::now();
+    let run = run_pipeline_sized(
+        POSTGRES,
+        &name,
+        SMALL_WITH_JAVA,
+        &[&host, "--set=table=adults", "--wait"],
+    );
+    assert!(
+        run.ok,
+        "kubectl beam run: {}\n{}\n{}",
+        run.stdout,
+        run.stderr,
+        java_diagnostics(&name)
+    );
+    eprintln!("kubectl beam run --wait returned after {:?}", started.elapsed());
+
+    let job_manager = pods(NAMESPACE, &format!("app={name},component=jobmanager"));
+    assert_eq!(job_manager.len(), 1, "{}", java_diagnostics(&name));
+    assert_eq!(
+        container_names(&job_manager[0], "initContainers"),
+        ["beam-job-server", "beam-expansion-service", "beam-pipeline-jar"]
+    );
+    let task_manager = wait_for("a TaskManager pod", Duration::from_secs(120), || {
+        pods(NAMESPACE, &format!("app={name},component=taskmanager"))
+            .into_iter()
+            .next()
+    });
+    // In the operator's order (it puts Flink's container last).
+    let mut containers = container_names(&task_manager, "containers");
+    containers.sort();
+    assert_eq!(
+        containers,
+        ["beam-java-worker-pool", "beam-worker-pool", "flink-main-container"]
+    );
+
+    // The Java pool's own log shows the workers it started for the JDBC stages (read while the TaskManager is
+    // there: Flink releases it once the job is done).
+    let mut java_log = String::new();
+    let workers_started = wait_until(Duration::from_secs(240), || {
+        let logs = beam(&["logs", &name, "-n", NAMESPACE, "--role", "java-harness"]);
+        java_log = format!("{}{}", logs.stdout, logs.stderr);
+        java_log.contains("Starting worker") || !job_state(&name).is_empty() && job_state(&name) != "RUNNING"
+    });
+    assert!(workers_started, "logs --role java-harness:\n{java_log}");
+
+    let state = wait_for_job_state(&name, &["FINISHED", "FAILED", "CANCELED"], Duration::from_secs(300));
+    assert_eq!(state, "FINISHED", "{}", java_diagnostics(&name));
+    assert!(
+        java_log.contains("Starting worker"),
+        "the Java pool started no worker:\n{java_log}"
+    );
+    let status = beam(&["status", &name, "-n", NAMESPACE]);
+    assert!(
+        status.ok && status.stdout.contains("Succeeded"),
+        "{}\n{}",
+        status.stdout,
+        status.stderr
+    );
+    let expansion = beam(&["logs", &name, "-n", NAMESPACE, "--role", "expansion-service"]);
+    assert!(
+        expansion.stdout.contains("jdbc_read"),
+        "logs --role expansion-service:\n{}{}",
+        expansion.stdout,
+        expansion.stderr
+    );
+
+    // What the Java read, the Python steps and the Java write did, in the database.
+    assert_eq!(
+        database.sql("SELECT id, name, age_next_year FROM adults ORDER BY id"),
+        "1|ADA|37\n3|CY|53\n4|DEE|30\n"
+    );
+
+    delete_and_wait_for_pods_to_go(&name);
+}
+
+/// The general diagnostics, and the logs of the Java side.
+fn java_diagnostics(name: &str) -> String {
+    let mut text = diagnostics(name);
+    for (selector, container) in [
+        (format!("app={name},component=jobmanager"), "beam-expansion-service"),
+        (format!("app={name},component=taskmanager"), "beam-java-worker-pool"),
+        (format!("app={name},component=taskmanager"), "flink-main-container"),
+    ] {
+        let logs = kubectl(&["logs", "-n", NAMESPACE, "-l", &selector, "-c", container, "--tail=40"]);
+        text.push_str(&format!("\n{container}:\n{}{}", logs.stdout, logs.stderr));
+    }
+    text
 }
 
 /// Session mode: `kubectl beam cluster create`, then `run --session`: the launcher Job's pod builds the uber jar from

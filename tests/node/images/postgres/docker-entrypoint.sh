@@ -2,8 +2,17 @@
 # The PostgreSQL stand-in's entry point (see Dockerfile): on the first start of `postgres`, an empty PGDATA is
 # initialised with POSTGRES_USER (default postgres) as the superuser and POSTGRES_PASSWORD as its password, remote
 # clients authenticate with that password (scram-sha-256), and POSTGRES_DB (default: the user's name) is created;
-# then the server runs in the foreground on every interface. Anything else runs as given.
+# then the server runs in the foreground on every interface, as the postgres user. Anything else runs as given.
 set -euo pipefail
+
+if [[ "${1:-}" == postgres && $(id -u) == 0 ]]; then
+    # As the official image: started as root, it makes PGDATA the postgres user's (a mounted volume is root's) and
+    # steps down to that user.
+    mkdir -p "$PGDATA"
+    chown postgres:postgres "$PGDATA"
+    chmod 700 "$PGDATA"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
+fi
 
 if [[ "${1:-}" == postgres ]]; then
     user=${POSTGRES_USER:-postgres}
