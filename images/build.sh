@@ -9,6 +9,7 @@
 #   bash images/build.sh --binaries dist --platforms linux/amd64,linux/arm64 --push   # what the release does
 #   bash images/build.sh --archive DIR                  # also write each image as DIR/<image>.tar (docker-archive),
 #                                                       # which `ctr images import` and `docker load` read
+#   bash images/build.sh --images beam-java-transforms  # only these images (default: beam-webhook,beam-java-transforms)
 #   bash images/build.sh --beam-versions 2.62.0 --maven-repository ~/.cache/m2
 #                                                       # the Java image for these Beam releases only (default: each
 #                                                       # in images/beam-java-transforms/beam-releases), with Maven's
@@ -25,6 +26,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 registry=ghcr.io/beamstack
 tag=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
 binaries="" archive="" push=false builder="${IMAGE_BUILDER:-}" platforms="" beam_versions="" maven_repository=""
+images="beam-webhook beam-java-transforms"
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -35,11 +37,13 @@ while [[ $# -gt 0 ]]; do
         --push) push=true; shift ;;
         --builder) builder=$2; shift 2 ;;
         --platforms) platforms=$2; shift 2 ;;
+        --images) images=${2//,/ }; shift 2 ;;
         --beam-versions) beam_versions=${2//,/ }; shift 2 ;;
         --maven-repository) maven_repository=$2; shift 2 ;;
-        *) echo "usage: $0 [--registry R] [--tag T] [--binaries DIR] [--platforms P,...] [--archive DIR] [--push] [--builder docker|buildah] [--beam-versions V,...] [--maven-repository DIR]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--registry R] [--tag T] [--binaries DIR] [--platforms P,...] [--archive DIR] [--push] [--builder docker|buildah] [--images NAME,...] [--beam-versions V,...] [--maven-repository DIR]" >&2; exit 2 ;;
     esac
 done
+wanted() { [[ " $images " == *" $1 "* ]]; }
 
 log() { printf 'images: %s\n' "$*" >&2; }
 
@@ -66,7 +70,9 @@ fi
 # The build context holds only the binaries, laid out as linux-<arch>/<binary> (what TARGETARCH picks).
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-if [[ -n "$binaries" ]]; then
+if ! wanted beam-webhook; then
+    : # the Java image needs no binaries
+elif [[ -n "$binaries" ]]; then
     cp -r "$binaries"/. "$context/"
 else
     log "cargo build --release (beam-webhook)"
@@ -105,17 +111,18 @@ image() {
     echo "$reference"
 }
 
-image beam-webhook
+if wanted beam-webhook; then image beam-webhook; fi
 
 # The Java image, one per Beam release: the worker pool built and tested against that release's jars.
 java_project="$root/images/beam-java-transforms"
 [[ -n "$beam_versions" ]] || beam_versions=$(grep -v '^#' "$java_project/beam-releases" | xargs)
+wanted beam-java-transforms || beam_versions=""
 for beam in $beam_versions; do
     java_context="$context/java-$beam"
     mkdir -p "$java_context/project"
     cp -r "$java_project/pom.xml" "$java_project/src" "$java_context/project/"
     log "mvn package of the Java worker pool and its classpath for Beam $beam"
-    mvn -B -q -f "$java_context/project/pom.xml" -Dbeam.version="$beam" \
+    mvn -B -q -Dstyle.color=never -f "$java_context/project/pom.xml" -Dbeam.version="$beam" \
         ${maven_repository:+-Dmaven.repo.local="$maven_repository"} package >&2
     mv "$java_context/project/target/beam-java-transforms.jar" "$java_context/project/target/lib" "$java_context/"
     cp "$java_project/entrypoint.sh" "$java_context/"

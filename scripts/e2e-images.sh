@@ -38,7 +38,7 @@
 # ($BEAMSTACK_CACHE/containers), so base images are made once per machine.
 #
 #   bash scripts/e2e-images.sh build                   # make what is missing, build the project's images
-#   bash scripts/e2e-images.sh stand-ins               # only the base images and stand-ins (CI makes them beside
+#   bash scripts/e2e-images.sh stand-ins               # only the base images, stand-ins and the Java image (CI makes them beside
 #                                                      # the Go builds, before the project's binaries exist)
 #   bash scripts/e2e-images.sh import CONTAINERD_SOCK  # import every image the cluster runs into containerd
 set -euo pipefail
@@ -241,7 +241,8 @@ spark_operator_context() {
     cp "$root/.tools/bin/spark-operator" "$1/spark-operator"
 }
 
-# Everything but the project's own images and the Spark operator's: the bases and the stand-ins for official images.
+# Everything but the webhook's image and the Spark operator's: the bases, the stand-ins for official images and
+# Beamstack's Java image.
 # Needs buildah, Flink's and Spark's pieces (scripts/flink-local.sh, scripts/spark-local.sh: run here) and two Go
 # tools (scripts/e2e-tools.sh coredns beam-python-boot), not our binaries nor the other Go builds.
 stand_ins() {
@@ -265,7 +266,23 @@ stand_ins() {
     build_recipe beam-flink-job-server "$job_server" "$flink_key" job_server_context
     build_recipe flink-kubernetes-operator "$operator" "$flink_key" operator_context
     build_recipe postgres "$postgres" ""
+    java_image
     spark_stand_ins
+}
+
+# Beamstack's Java image (images/build.sh: its worker pool built and tested with Maven), made with the stand-ins,
+# beside the Rust builds, as it needs none of them: on a cold machine Maven's downloads stay off the critical path.
+# Rebuilt when its project changed (buildah's layers make an unchanged one quick, but Maven's run is not).
+java_image() {
+    local key stamp="$store/stamps/beam-java-transforms"
+    key=$( (cd "$root/images/beam-java-transforms" && find . -type f -not -path './target/*' | LC_ALL=C sort |
+        xargs sha256sum; echo "$java_beam") | sha256sum | cut -d' ' -f1)
+    if have "$java" && [[ "$(cat "$stamp" 2>/dev/null)" == "$key" ]]; then return; fi
+    local started=$SECONDS
+    IMAGE_BUILDER=buildah bash "$root/images/build.sh" --images beam-java-transforms --beam-versions "$java_beam" \
+        --maven-repository "$cache/m2" >/dev/null
+    mkdir -p "$store/stamps" && echo "$key" >"$stamp"
+    log "built $java in $((SECONDS - started)) s (the worker pool's tests passed)"
 }
 
 # The Spark stand-ins but the operator's: Spark's home and the job-server jar come from spark-local.sh (its env names
@@ -292,7 +309,7 @@ build() {
     spark_operator_image
     # The project's images, exactly as a platform team builds them.
     IMAGE_BUILDER=buildah bash "$root/images/build.sh" --binaries "${BEAMSTACK_BINARIES:?the release binaries}" \
-        --beam-versions "$java_beam" --maven-repository "$cache/m2" >/dev/null
+        --images beam-webhook >/dev/null
     # The previous build of our image, now untagged: the store is kept between runs and must not grow with them.
     buildah rmi --prune >/dev/null 2>&1 || true
 }
