@@ -207,42 +207,39 @@ pub struct JavaHarnessConfig {
     pub resources: ResourceRequirements,
 }
 
+/// A worker pool's default resources, the Python one's and the Java one's: half a core, 1 GiB.
+fn worker_pool_resources() -> ResourceRequirements {
+    let quantity = |text: &str| Quantity(text.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity("500m")),
+            ("memory".to_owned(), quantity("1Gi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
+        ..Default::default()
+    }
+}
+
 impl Default for JavaHarnessConfig {
     fn default() -> Self {
-        let quantity = |text: &str| Quantity(text.to_owned());
         Self {
             image_repository: crate::contract::JAVA_IMAGE_REPOSITORY.into(),
             container_name: crate::contract::JAVA_POOL_CONTAINER.into(),
             port: crate::contract::JAVA_POOL_PORT.into(),
-            resources: ResourceRequirements {
-                requests: Some(BTreeMap::from([
-                    ("cpu".to_owned(), quantity("500m")),
-                    ("memory".to_owned(), quantity("1Gi")),
-                ])),
-                limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
-                ..Default::default()
-            },
+            resources: worker_pool_resources(),
         }
     }
 }
 
 impl Default for HarnessConfig {
     fn default() -> Self {
-        let quantity = |text: &str| Quantity(text.to_owned());
         Self {
             beam_version: "2.77.0".into(),
             python_version: "3.11".into(),
             image_repository: crate::contract::BEAM_IMAGE_REPOSITORY.into(),
             container_name: crate::contract::HARNESS_CONTAINER.into(),
             port: crate::contract::HARNESS_PORT.into(),
-            resources: ResourceRequirements {
-                requests: Some(BTreeMap::from([
-                    ("cpu".to_owned(), quantity("500m")),
-                    ("memory".to_owned(), quantity("1Gi")),
-                ])),
-                limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
-                ..Default::default()
-            },
+            resources: worker_pool_resources(),
             artifact_volume: "beam-artifact-staging".into(),
             artifact_mount_path: "/tmp/beam-artifact-staging".into(),
             java: JavaHarnessConfig::default(),

@@ -4,6 +4,7 @@
 use crate::config::{HarnessConfig, JavaHarnessConfig};
 use crate::harness::{HarnessSpec, JavaPoolSpec};
 use crate::tree;
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use serde_json::{Map, Value, json};
 
 /// Makes the container Beamstack owns look as the harness spec says, keeping anything else the user put on it
@@ -24,21 +25,30 @@ pub(crate) fn reconcile_container(
         args.insert(0, Value::from("--worker_pool"));
         changed = true;
     }
-    if let Some(ports) = tree::array_in(container, "ports") {
-        let has_port = ports
-            .iter()
-            .any(|port| port.get("containerPort").and_then(Value::as_i64) == Some(i64::from(config.port)));
-        if !has_port {
-            ports.push(json!({"name": "worker-pool", "containerPort": config.port, "protocol": "TCP"}));
-            changed = true;
-        }
-    }
-    let resources = serde_json::to_value(&config.resources).unwrap_or(Value::Null);
-    if !matches!(&resources, Value::Object(map) if map.is_empty()) {
-        changed |= tree::set_if_unset(container, "resources", resources);
-    }
+    changed |= ensure_port(container, "worker-pool", config.port);
+    changed |= default_resources(container, &config.resources);
     changed |= ensure_mount(container, config);
     changed
+}
+
+/// Adds a TCP container port unless the container has one of that number.
+fn ensure_port(container: &mut Map<String, Value>, name: &str, port: i32) -> bool {
+    let Some(ports) = tree::array_in(container, "ports") else {
+        return false;
+    };
+    let has_port = ports
+        .iter()
+        .any(|existing| existing.get("containerPort").and_then(Value::as_i64) == Some(i64::from(port)));
+    if !has_port {
+        ports.push(json!({"name": name, "containerPort": port, "protocol": "TCP"}));
+    }
+    !has_port
+}
+
+/// The configured resources, unless the container has its own (or the configuration none).
+fn default_resources(container: &mut Map<String, Value>, resources: &ResourceRequirements) -> bool {
+    let resources = serde_json::to_value(resources).unwrap_or(Value::Null);
+    !matches!(&resources, Value::Object(map) if map.is_empty()) && tree::set_if_unset(container, "resources", resources)
 }
 
 /// Mounts the artifact-staging volume into a container unless a mount of that volume exists.
@@ -82,19 +92,8 @@ pub(crate) fn reconcile_java_container(
         changed = true;
     }
     changed |= tree::set_if_unset(container, "args", json!(["worker-pool", config.port.to_string()]));
-    if let Some(ports) = tree::array_in(container, "ports") {
-        let has_port = ports
-            .iter()
-            .any(|port| port.get("containerPort").and_then(Value::as_i64) == Some(i64::from(config.port)));
-        if !has_port {
-            ports.push(json!({"name": "java-pool", "containerPort": config.port, "protocol": "TCP"}));
-            changed = true;
-        }
-    }
-    let resources = serde_json::to_value(&config.resources).unwrap_or(Value::Null);
-    if !matches!(&resources, Value::Object(map) if map.is_empty()) {
-        changed |= tree::set_if_unset(container, "resources", resources);
-    }
+    changed |= ensure_port(container, "java-pool", config.port);
+    changed |= default_resources(container, &config.resources);
     // The pool exits at start when the harness cannot load (it then restarts, visibly); a pool that stops answering
     // later would leave the TaskManager waiting for a worker, so the kubelet restarts it. It listens on every
     // interface, where the kubelet's probe dials.

@@ -1,13 +1,11 @@
 //! Flink in application mode: one FlinkDeployment per pipeline, its JobManager pod turning the pipeline into an
 //! executable jar before Flink starts.
 
-use super::java::{JavaPlan, expansion_service_sidecar};
+use super::java::JavaPlan;
 use super::labels::{harness_annotations, labels};
-use super::options::launcher_args;
-use super::options::launcher_command;
 use super::{
-    ClaimMount, PIPELINE_JAR, RunSettings, USRLIB, claim_mounts, claim_volumes, job_server_sidecar, launcher_image,
-    pipeline_mount, pipeline_volume,
+    ClaimMount, PIPELINE_JAR, RunSettings, USRLIB, claim_mounts, claim_volumes, job_server_sidecar,
+    launcher_init_containers, pipeline_mount, pipeline_volume,
 };
 use crate::pipeline::Pipeline;
 use beamstack::contract::{FLINK_GROUP, FLINK_MAIN_CONTAINER, FLINK_VERSION, HARNESS_CONTAINER};
@@ -64,18 +62,14 @@ pub(super) fn flink_application(
         claim_volumes(&settings.claims),
     ]
     .concat();
-    // The launcher expands the pipeline's Java-backed transforms through the expansion service started before it.
-    let mut init_containers = vec![job_server_sidecar(settings, &jar_mount)];
-    if java.runs_expansion_service() {
-        init_containers.push(expansion_service_sidecar(settings));
-    }
-    init_containers.push(json!({
-        "name": "beam-pipeline-jar",
-        "image": launcher_image(settings),
-        "command": launcher_command(java),
-        "args": launcher_args(options),
-        "volumeMounts": launcher_mounts,
-    }));
+    let init_containers = launcher_init_containers(
+        settings,
+        java,
+        job_server_sidecar(settings, &jar_mount),
+        "beam-pipeline-jar",
+        options,
+        launcher_mounts,
+    );
     let job_manager_pod = json!({
         "spec": {
             "initContainers": init_containers,

@@ -330,6 +330,31 @@ pub(super) fn job_server_sidecar(settings: &RunSettings, jar_mount: &Value) -> V
     })
 }
 
+/// The init containers of the pod the launcher runs in, in their order: Beam's job server (a native sidecar), the
+/// expansion service when the run serves Java-backed transforms (another, started before the launcher, which
+/// expands the pipeline through it), and the launcher `name`, which has the job server write the executable jar.
+pub(super) fn launcher_init_containers(
+    settings: &RunSettings,
+    java: &java::JavaPlan,
+    job_server: Value,
+    name: &str,
+    options: &[(String, String)],
+    mounts: Vec<Value>,
+) -> Vec<Value> {
+    let mut containers = vec![job_server];
+    if java.runs_expansion_service() {
+        containers.push(java::expansion_service_sidecar(settings));
+    }
+    containers.push(json!({
+        "name": name,
+        "image": launcher_image(settings),
+        "command": options::launcher_command(java),
+        "args": options::launcher_args(options),
+        "volumeMounts": mounts,
+    }));
+    containers
+}
+
 /// A native sidecar's startup probe that waits for a port on localhost from inside the container (bash's
 /// /dev/tcp), within one run (up to 25 s, trying every 0.2 s) rather than failing once a second while the JVM starts:
 /// every failed probe is a Warning event ("Unhealthy"), and `status` would show those instead of the ones that

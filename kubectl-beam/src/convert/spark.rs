@@ -2,14 +2,12 @@
 //! driver serves that jar to the executors (Beam stages it: see the launcher options), whose worker pool runs the
 //! pipeline's Python steps.
 
-use super::java::{JavaPlan, expansion_service_sidecar};
+use super::java::JavaPlan;
 use super::labels::{harness_annotations, labels};
-use super::options::launcher_args;
-use super::options::launcher_command;
 use super::versions::SPARK_RELEASE;
 use super::{
-    RunSettings, SPARK_JAR_DIR, claim_mounts, claim_volumes, job_server_sidecar, launcher_image, pipeline_mount,
-    pipeline_volume,
+    RunSettings, SPARK_JAR_DIR, claim_mounts, claim_volumes, job_server_sidecar, launcher_init_containers,
+    pipeline_mount, pipeline_volume,
 };
 use crate::pipeline::Pipeline;
 use beamstack::contract::{HARNESS_CONTAINER, SPARK_GROUP, SPARK_VERSION};
@@ -54,18 +52,14 @@ pub(super) fn spark_application(
     // Beam's images only, as for Flink: the Spark job server (a native sidecar), the expansion service for
     // Java-backed transforms, and Beam YAML's launcher in the SDK image, which has the job server write the
     // executable jar the driver runs. Init containers reach the driver pod through the Spark operator's pod webhook.
-    let mut init_containers = vec![job_server];
-    if java.runs_expansion_service() {
-        init_containers.push(expansion_service_sidecar(settings));
-    }
-    init_containers.push(json!({
-        "name": "build-pipeline-jar",
-        "image": launcher_image(settings),
-        "command": launcher_command(java),
-        "args": launcher_args(options),
-        "volumeMounts": launcher_mounts,
-    }));
-    driver["initContainers"] = Value::from(init_containers);
+    driver["initContainers"] = Value::from(launcher_init_containers(
+        settings,
+        java,
+        job_server,
+        "build-pipeline-jar",
+        options,
+        launcher_mounts,
+    ));
     if let Some(account) = &settings.service_account {
         driver["serviceAccount"] = Value::from(account.clone());
     }
