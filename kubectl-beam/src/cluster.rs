@@ -454,6 +454,27 @@ pub async fn log_tail(
         .map_err(|error| format!("logs of pod {}: {}", pod.name_any(), describe(&error)))
 }
 
+/// The last `lines` lines of one container's log; `previous`: of its last run, for a container that is restarting.
+pub async fn container_log_tail(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    lines: i64,
+    previous: bool,
+) -> Result<String, String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), namespace);
+    let params = kube::api::LogParams {
+        container: Some(container.to_owned()),
+        tail_lines: Some(lines),
+        previous,
+        ..Default::default()
+    };
+    api.logs(pod, &params)
+        .await
+        .map_err(|error| format!("logs of {pod}/{container}: {}", describe(&error)))
+}
+
 /// Streams (or prints) the logs of a role's pods to stdout, each line prefixed with its pod when there are several.
 pub async fn logs(
     client: &Client,

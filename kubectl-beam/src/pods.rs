@@ -221,6 +221,36 @@ pub fn readiness(object: &Value, pods: &[Value]) -> Vec<Readiness> {
         .collect()
 }
 
+/// A container of a job's pods that keeps failing: waiting in CrashLoopBackOff after its restarts (the launcher or
+/// the expansion service beside a JobManager, a worker pool that cannot start). The job it belongs to cannot get
+/// further by itself, although its runner object may still say it is being submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingContainer {
+    pub pod: String,
+    pub container: String,
+    pub restarts: u64,
+}
+
+/// The first crash-looping container of `pods`, init containers first (they run first).
+pub fn crash_looping(pods: &[Value]) -> Option<FailingContainer> {
+    pods.iter().find_map(|pod| {
+        ["/status/initContainerStatuses", "/status/containerStatuses"]
+            .iter()
+            .filter_map(|field| pod.pointer(field).and_then(Value::as_array))
+            .flatten()
+            .find(|status| status.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
+            .map(|status| FailingContainer {
+                pod: pod
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                container: status["name"].as_str().unwrap_or_default().to_owned(),
+                restarts: status["restartCount"].as_u64().unwrap_or(0),
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +328,32 @@ mod tests {
         assert_eq!(counts[3..], [(Role::ExpansionService, 1, 1), (Role::JavaHarness, 0, 1)]);
         let python_only = json!({"kind": "FlinkDeployment", "metadata": {"name": "pg"}});
         assert_eq!(roles_of(&python_only).len(), 3, "no Java roles without Java transforms");
+    }
+
+    #[test]
+    fn a_crash_looping_container_is_found_init_containers_first() {
+        let waiting = |name: &str, reason: &str, restarts: u64| json!({"name": name, "restartCount": restarts, "state": {"waiting": {"reason": reason}}});
+        let pod = json!({
+            "metadata": {"name": "pg-1"},
+            "status": {
+                "initContainerStatuses": [
+                    {"name": "beam-job-server", "restartCount": 0, "state": {"running": {}}},
+                    waiting("beam-pipeline-jar", "CrashLoopBackOff", 3),
+                ],
+                "containerStatuses": [waiting("flink-main-container", "PodInitializing", 0)],
+            }
+        });
+        assert_eq!(
+            crash_looping(&[pod]),
+            Some(FailingContainer {
+                pod: "pg-1".into(),
+                container: "beam-pipeline-jar".into(),
+                restarts: 3
+            })
+        );
+        let starting = json!({"metadata": {"name": "pg-2"},
+            "status": {"containerStatuses": [waiting("beam-java-worker-pool", "ContainerCreating", 0)]}});
+        assert_eq!(crash_looping(&[starting]), None);
     }
 
     #[test]

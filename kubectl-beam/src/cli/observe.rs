@@ -151,8 +151,43 @@ pub async fn wait_until_running(global: &Global, name: &str) -> Result<ExitCode,
                 eprintln!("error: {}", status.message.unwrap_or_else(|| status.reason.clone()));
                 return Ok(ExitCode::FAILURE);
             }
-            _ => tokio::time::sleep(POLL).await,
+            _ => {}
         }
+        // The runner object can say "submitting" for ever while a container of its pods crash-loops (a launcher that
+        // cannot build the pipeline, an expansion service or a worker pool that cannot start): that is a failure.
+        let pods = kubectl_beam::cluster::pods_of(&client, &object).await?;
+        if let Some(failing) = pods::crash_looping(&pods) {
+            spinner.finish_and_clear();
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+            let log = kubectl_beam::cluster::container_log_tail(
+                &client,
+                namespace,
+                &failing.pod,
+                &failing.container,
+                CAUSE_LOG_LINES,
+                true,
+            )
+            .await
+            .unwrap_or_default();
+            let cause = kubectl_beam::cause::failure_cause(&log).or_else(|| {
+                log.lines()
+                    .rev()
+                    .find(|line| !line.trim().is_empty())
+                    .map(str::to_owned)
+            });
+            eprintln!(
+                "error: container {} of pod {} keeps failing ({} restarts, CrashLoopBackOff){}\n  kubectl logs {} -c {} \
+                 -n {namespace} --previous shows its last run",
+                failing.container,
+                failing.pod,
+                failing.restarts,
+                cause.map(|cause| format!(": {cause}")).unwrap_or_default(),
+                failing.pod,
+                failing.container,
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
