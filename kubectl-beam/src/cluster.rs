@@ -244,7 +244,14 @@ fn core(kind: &str, plural: &str) -> ApiResource {
 pub async fn pods_of(client: &Client, object: &Value) -> Result<Vec<Value>, String> {
     let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
     let mut pods: Vec<Value> = Vec::new();
+    let mut listed: Vec<String> = Vec::new();
     for role in crate::pods::roles_of(object) {
+        // Roles that live in another role's pods (the harnesses, the expansion service) share its selector: one
+        // list per selector, not per role (`run --wait` asks at every poll).
+        if listed.contains(&role.selector) {
+            continue;
+        }
+        listed.push(role.selector.clone());
         for pod in list_json(
             client,
             &core("Pod", "pods"),

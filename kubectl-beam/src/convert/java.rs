@@ -166,7 +166,7 @@ fn why_not_served(transform_type: &str, targets: &[String]) -> String {
 /// names a running service, which is all Beam then uses ("No available provider for type 'ReadFromPostgres'" in
 /// the SDK image, which has no Java). The launcher gets a `java` on its PATH that only says so and fails, should
 /// Beam ever run it.
-pub fn launcher_command(python_command: &[&str]) -> Vec<String> {
+pub fn with_java_placeholder(python_command: &[&str]) -> Vec<String> {
     let script = format!(
         "mkdir -p /tmp/beamstack-bin && printf '%s\n' '#!/bin/sh' \
          'echo \"kubectl beam: Java-backed transforms are expanded by the beam-expansion-service container \
@@ -230,7 +230,7 @@ mod tests {
     fn the_launcher_finds_a_java_that_only_explains_itself() {
         // The command as the launcher's container runs it, with `sh -c` checking what Beam's check sees in place of
         // Beam YAML's launcher, and the launcher's arguments passed through.
-        let command = launcher_command(&["sh", "-c", "'command -v java; java; echo \"status $? $0\"'"]);
+        let command = with_java_placeholder(&["sh", "-c", "'command -v java; java; echo \"status $? $0\"'"]);
         let output = std::process::Command::new(&command[0])
             .args(&command[1..])
             .arg("--yaml_pipeline_file=x")

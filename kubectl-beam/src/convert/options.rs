@@ -107,7 +107,7 @@ pub(super) const LAUNCHER_COMMAND: [&str; 3] = ["python", "-m", "apache_beam.yam
 /// The launcher's command: Beam YAML's, with a `java` for its provider check when the run serves Java transforms.
 pub(super) fn launcher_command(java: &JavaPlan) -> Vec<String> {
     if java.runs_expansion_service() {
-        super::java::launcher_command(&LAUNCHER_COMMAND)
+        super::java::with_java_placeholder(&LAUNCHER_COMMAND)
     } else {
         LAUNCHER_COMMAND.map(String::from).to_vec()
     }
